@@ -1,0 +1,39 @@
+// gpt2: GPT-2 inference from the command line. The one place that turns errors into exit
+// codes: 0 success, 1 runtime error, 2 usage error; errors are one line starting "error:".
+#include <exception>
+#include <iostream>
+#include <new>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+#include "common/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"gpt2: run GPT-2 (124M to 1.5B) from the terminal: generate, score, bench, tokenize"};
+  app.require_subcommand(1);
+  gpt2::cli::add_generate_command(app);
+  gpt2::cli::add_score_command(app);
+  gpt2::cli::add_bench_command(app);
+  gpt2::cli::add_tokenize_command(app);
+  try {
+    app.parse(argc, argv);  // runs the chosen subcommand's callback
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << " (see --help)\n";
+    return 2;
+  } catch (const gpt2::UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of host memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,27 @@
+// GPT-2 hyper-parameters, named as in Hugging Face's config.json.
+#pragma once
+
+#include <string>
+
+namespace gpt2 {
+
+struct Config {
+  int n_vocab = 50257;   // config.json "vocab_size"
+  int n_ctx = 1024;      // "n_positions" (learned positions)
+  int n_embd = 768;
+  int n_head = 12;
+  int n_layer = 12;
+  float layer_norm_epsilon = 1e-5f;
+
+  int head_dim() const { return n_embd / n_head; }
+
+  // Reads config.json; missing optional fields keep GPT-2 defaults. Throws gpt2::Error
+  // naming the file for unreadable JSON, wrong types, or inconsistent values
+  // (n_embd not divisible by n_head, non-positive sizes, activation other than gelu_new).
+  static Config from_json_file(const std::string& path);
+
+  // "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"; throws for other names.
+  static Config preset(const std::string& name);
+};
+
+}  // namespace gpt2
