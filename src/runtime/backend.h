@@ -83,6 +83,11 @@ class Backend {
 
   // Copies an fp32 activation to host memory (waits for the work before it).
   virtual void read(float* dst, Tensor src) = 0;
+
+  // Peak device memory this backend has had allocated (weights, KV cache, activations,
+  // workspaces), in bytes, for `gpt2 bench`; -1 when the backend has no device memory (CPU)
+  // or cannot tell. Optional: a backend that keeps device memory should override it.
+  virtual int64_t peak_device_bytes() const { return -1; }
 };
 
 // Creates the backend options.device asks for. auto_select: CUDA when a usable device is

@@ -24,6 +24,9 @@ class Tokenizer {
   // Unreadable or malformed files throw gpt2::Error naming the file.
   static Tokenizer from_dir(const std::string& dir);
 
+  // Any bytes: valid UTF-8 gives exactly tiktoken's ids; bytes that are not valid UTF-8
+  // (which tiktoken cannot take) are pre-tokenized like punctuation, one "other" character
+  // per byte. decode(encode(x)) == x for every byte string x.
   std::vector<int32_t> encode(std::string_view text, Special special = Special::allow) const;
   // The exact bytes of the tokens (possibly invalid UTF-8 when cut mid-character).
   // Ids outside the vocabulary throw gpt2::Error.

@@ -1,12 +1,349 @@
-// PLACEHOLDER: replaced by the CPU backend implementation.
+// The CPU backend: GPT-2's ops on host memory with OpenMP threads and the vectorized kernels of
+// cpu_kernels.h (AVX-512, AVX2 or generic, chosen at run time).
+//
+// Memory (RAII, allocated once in load()):
+//   weights: ONE 64-byte-aligned allocation. Linear weights (attn_qkv_w, attn_proj_w,
+//     mlp_fc_w, mlp_proj_w and the tied wte/lm_head [V, C]) are packed in panels of 16 outputs
+//     (cpu_kernels.h) in the weight dtype: fp32, bf16 (math in fp32), or int8 (weight-only,
+//     one fp32 scale per group of 64 inputs, quantized at load from the fp32 weights).
+//     wpe, LayerNorm gains and all biases stay fp32, row-major.
+//   KV cache: k and v, each [max_batch, n_layer, n_ctx, C] fp32 (heads side by side in C).
+//   activations: alloc() hands out zeroed, aligned [rows, cols] fp32 buffers.
+//
+// Parallelization (never splits one reduction, so results do not depend on the thread count):
+//   linear:    over groups of output panels; every row of a panel is computed by one thread.
+//   attention: over (sequence, head, query token) triples, round-robin (causal rows differ in
+//              cost).
+//   layernorm, embed, KV append: over rows.
 #include "runtime/cpu/cpu_backend.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
 #include "common/error.h"
+#include "runtime/cpu/cpu_kernels.h"
 
 namespace gpt2 {
+namespace {
 
-std::unique_ptr<Backend> make_cpu_backend(const BackendOptions&) {
-  throw Error("the CPU backend is not built yet");
+constexpr int32_t kInt8GroupSize = 64;
+
+enum class Fill { zero, none };
+
+// A 64-byte-aligned allocation, zeroed unless its owner writes every byte it reads (the
+// weights: zeroing 0.5 GB first would cost as much as converting them), freed by the
+// destructor. Move-only.
+class AlignedBuffer {
+ public:
+  AlignedBuffer() = default;
+  explicit AlignedBuffer(size_t bytes, Fill fill = Fill::zero) : bytes_(bytes) {
+    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+    data_ = std::aligned_alloc(64, rounded);
+    if (!data_)
+      throw Error("out of host memory: cannot allocate " + std::to_string(bytes >> 20) + " MiB for the CPU backend");
+    if (fill == Fill::zero) std::memset(data_, 0, rounded);
+  }
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) {
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+  }
+  AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
+    if (this != &o) {
+      std::free(data_);
+      data_ = o.data_;
+      bytes_ = o.bytes_;
+      o.data_ = nullptr;
+      o.bytes_ = 0;
+    }
+    return *this;
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { std::free(data_); }
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  bool contains(const void* p) const {
+    const char* c = static_cast<const char*>(p);
+    const char* base = static_cast<const char*>(data_);
+    return data_ && c >= base && c < base + bytes_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+size_t align64(size_t n) { return (n + 63) / 64 * 64; }
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(const BackendOptions& options) : kernels_(cpu::best_kernels()) {
+    if (options.threads < 0) throw UsageError("--threads must be positive (or 0 for all cores)");
+    n_threads_ = options.threads > 0 ? options.threads : std::max(1, omp_get_num_procs());
+    dtype_ = options.auto_dtype ? DType::f32 : options.weight_dtype;
+    if (dtype_ == DType::f16)
+      throw Error("--dtype fp16 is for CUDA; use fp32, bf16 or int8 on the CPU");
+    if (dtype_ != DType::f32 && dtype_ != DType::bf16 && dtype_ != DType::i8)
+      throw Error(std::string("--dtype ") + dtype_name(dtype_) + " is not supported on the CPU; use fp32, bf16 or int8");
+  }
+
+  std::string name() const override { return "cpu"; }
+  DType weight_dtype() const override { return dtype_; }
+  std::string describe() const override {
+    return "cpu (" + std::to_string(n_threads_) + (n_threads_ == 1 ? " thread, " : " threads, ") +
+           cpu::isa_name(kernels_.isa) + ")";
+  }
+
+  void load(const Config& config, const ModelWeights& host, int max_batch) override;
+  const ModelWeights& weights() const override { return weights_; }
+
+  Tensor alloc(int64_t rows, int64_t cols) override {
+    if (rows < 0 || cols < 0) throw Error("internal: negative activation shape");
+    buffers_.emplace_back(static_cast<size_t>(rows * cols) * sizeof(float));
+    Tensor t;
+    t.data = buffers_.back().data();
+    t.rows = rows;
+    t.cols = cols;
+    return t;
+  }
+
+  void set_step(const int32_t* tokens, const StepShape& shape) override {
+    if (shape.batch < 1 || shape.n_tokens < 1 || shape.pos < 0 || shape.batch > max_batch_ ||
+        shape.pos + shape.n_tokens > config_.n_ctx)
+      throw Error("internal: step shape outside the loaded limits");
+    shape_ = shape;
+    tokens_.assign(tokens, tokens + shape.rows());
+  }
+  void run_step(const StepShape& shape, const std::function<void()>& record) override {
+    shape_ = shape;
+    record();
+  }
+
+  void embed(Tensor x) override;
+  void layernorm(Tensor out, Tensor x, Tensor g, Tensor b) override;
+  void add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b) override;
+  void linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) override;
+  void attention(Tensor out, Tensor qkv, int layer) override;
+  void take_last(Tensor out, Tensor in) override;
+  void read(float* dst, Tensor src) override {
+    std::memcpy(dst, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
+  }
+
+ private:
+  const cpu::KernelTable& kernels_;
+  int n_threads_ = 1;
+  DType dtype_ = DType::f32;
+  Config config_;
+  int max_batch_ = 0;
+  AlignedBuffer weight_storage_;
+  ModelWeights weights_;
+  AlignedBuffer k_cache_, v_cache_;  // [max_batch, n_layer, n_ctx, C] each
+  std::vector<AlignedBuffer> buffers_;
+  StepShape shape_;
+  std::vector<int32_t> tokens_;
+  std::vector<float> scratch_;  // attention scores, one n_ctx row per thread
+};
+
+// ---- load -------------------------------------------------------------------------------------
+
+void CpuBackend::load(const Config& config, const ModelWeights& host, int max_batch) {
+  if (max_batch < 1) throw Error("internal: max_batch must be at least 1");
+  if (static_cast<int>(host.h.size()) != config.n_layer)
+    throw Error("internal: host weights have " + std::to_string(host.h.size()) + " blocks, config says " +
+                std::to_string(config.n_layer));
+  config_ = config;
+  max_batch_ = max_batch;
+  const bool tied = host.lm_head.data == host.wte.data;
+
+  // Two passes over the same list of tensors: size them, then place and convert them.
+  struct Slot {
+    Tensor* dst;
+    const Tensor* src;
+    bool matrix;  // linear weight: packed in the weight dtype; else fp32 row-major
+  };
+  std::vector<Slot> slots;
+  weights_ = ModelWeights{};
+  weights_.h.resize(host.h.size());
+  slots.push_back({&weights_.wte, &host.wte, true});
+  slots.push_back({&weights_.wpe, &host.wpe, false});
+  for (size_t l = 0; l < host.h.size(); ++l) {
+    const LayerWeights& s = host.h[l];
+    LayerWeights& d = weights_.h[l];
+    for (auto [dst, src, matrix] : {Slot{&d.ln_1_g, &s.ln_1_g, false}, Slot{&d.ln_1_b, &s.ln_1_b, false},
+                                    Slot{&d.attn_qkv_w, &s.attn_qkv_w, true}, Slot{&d.attn_qkv_b, &s.attn_qkv_b, false},
+                                    Slot{&d.attn_proj_w, &s.attn_proj_w, true}, Slot{&d.attn_proj_b, &s.attn_proj_b, false},
+                                    Slot{&d.ln_2_g, &s.ln_2_g, false}, Slot{&d.ln_2_b, &s.ln_2_b, false},
+                                    Slot{&d.mlp_fc_w, &s.mlp_fc_w, true}, Slot{&d.mlp_fc_b, &s.mlp_fc_b, false},
+                                    Slot{&d.mlp_proj_w, &s.mlp_proj_w, true}, Slot{&d.mlp_proj_b, &s.mlp_proj_b, false}})
+      slots.push_back({dst, src, matrix});
+  }
+  slots.push_back({&weights_.ln_f_g, &host.ln_f_g, false});
+  slots.push_back({&weights_.ln_f_b, &host.ln_f_b, false});
+  if (!tied) slots.push_back({&weights_.lm_head, &host.lm_head, true});
+
+  size_t total = 0;
+  for (const Slot& s : slots) {
+    if (s.src->empty() || s.src->dtype != DType::f32)
+      throw Error("internal: host weights must be present and fp32");
+    if (s.matrix) {
+      total += align64(cpu::packed_bytes(dtype_, s.src->rows, s.src->cols));
+      total += align64(cpu::packed_scale_bytes(dtype_, s.src->rows, s.src->cols, kInt8GroupSize));
+    } else {
+      total += align64(s.src->bytes());
+    }
+  }
+  weight_storage_ = AlignedBuffer(total, Fill::none);
+  char* base = static_cast<char*>(weight_storage_.data());
+  size_t offset = 0;
+  for (const Slot& s : slots) {
+    if (s.matrix) {
+      void* data = base + offset;
+      offset += align64(cpu::packed_bytes(dtype_, s.src->rows, s.src->cols));
+      float* scales = reinterpret_cast<float*>(base + offset);
+      offset += align64(cpu::packed_scale_bytes(dtype_, s.src->rows, s.src->cols, kInt8GroupSize));
+      *s.dst = cpu::pack_matrix(*s.src, dtype_, kInt8GroupSize, data, scales, n_threads_);
+    } else {
+      std::memcpy(base + offset, s.src->data, s.src->bytes());
+      *s.dst = *s.src;
+      s.dst->data = base + offset;
+      offset += align64(s.src->bytes());
+    }
+  }
+  if (tied) weights_.lm_head = weights_.wte;
+
+  const size_t cache_floats =
+      static_cast<size_t>(max_batch) * config.n_layer * config.n_ctx * static_cast<size_t>(config.n_embd);
+  k_cache_ = AlignedBuffer(cache_floats * sizeof(float));
+  v_cache_ = AlignedBuffer(cache_floats * sizeof(float));
+  scratch_.assign(static_cast<size_t>(n_threads_) * config.n_ctx, 0.0f);
+}
+
+// ---- ops ----------------------------------------------------------------------------------------
+
+void CpuBackend::embed(Tensor x) {
+  const int64_t C = config_.n_embd, N = shape_.rows();
+  if (x.rows < N || x.cols != C) throw Error("internal: embed output has the wrong shape");
+  const Tensor wte = weights_.wte;
+  const float* wpe = weights_.wpe.f32();
+#pragma omp parallel for num_threads(n_threads_) schedule(static)
+  for (int64_t n = 0; n < N; ++n) {
+    float* row = x.f32() + n * C;
+    cpu::unpack_row(row, wte, tokens_[static_cast<size_t>(n)]);
+    const float* p = wpe + (shape_.pos + n % shape_.n_tokens) * C;
+    for (int64_t c = 0; c < C; ++c) row[c] += p[c];
+  }
+}
+
+void CpuBackend::layernorm(Tensor out, Tensor x, Tensor g, Tensor b) {
+  if (x.cols != g.cols || x.cols != b.cols || out.cols != x.cols || out.rows < x.rows)
+    throw Error("internal: layernorm shapes do not match");
+  const int64_t C = x.cols;
+  const float eps = config_.layer_norm_epsilon;
+  const auto ln = kernels_.layernorm_row;
+#pragma omp parallel for num_threads(n_threads_) schedule(static)
+  for (int64_t n = 0; n < x.rows; ++n) ln(out.f32() + n * C, x.f32() + n * C, g.f32(), b.f32(), C, eps);
+}
+
+void CpuBackend::add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b) {
+  if (residual.cols != delta.cols || delta.rows < residual.rows || residual.cols != g.cols ||
+      residual.cols != b.cols || out.cols != residual.cols || out.rows < residual.rows)
+    throw Error("internal: add_layernorm shapes do not match");
+  const int64_t C = residual.cols;
+  const float eps = config_.layer_norm_epsilon;
+  const auto ln = kernels_.layernorm_row;
+#pragma omp parallel for num_threads(n_threads_) schedule(static)
+  for (int64_t n = 0; n < residual.rows; ++n) {
+    float* r = residual.f32() + n * C;
+    const float* d = delta.f32() + n * C;
+    for (int64_t c = 0; c < C; ++c) r[c] += d[c];
+    ln(out.f32() + n * C, r, g.f32(), b.f32(), C, eps);
+  }
+}
+
+void CpuBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) {
+  if (in.cols != w.cols || out.cols != w.rows || out.rows < in.rows || (!bias.empty() && bias.numel() != w.rows))
+    throw Error("internal: linear shapes do not match: in [" + std::to_string(in.rows) + ", " +
+                std::to_string(in.cols) + "], w [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) +
+                "], out [" + std::to_string(out.rows) + ", " + std::to_string(out.cols) + "]");
+  // The backend's own weights are packed already; any other matrix (a caller's row-major
+  // tensor) is packed into a temporary first, so both give the same results.
+  AlignedBuffer tmp, tmp_scales;
+  if (!weight_storage_.contains(w.data)) {
+    const DType dt = w.dtype == DType::i8 ? DType::i8 : w.dtype == DType::bf16 ? DType::bf16 : DType::f32;
+    const int32_t group = w.dtype == DType::i8 ? w.group_size : kInt8GroupSize;
+    tmp = AlignedBuffer(cpu::packed_bytes(dt, w.rows, w.cols));
+    tmp_scales = AlignedBuffer(cpu::packed_scale_bytes(dt, w.rows, w.cols, group));
+    w = cpu::pack_matrix(w, dt, group, tmp.data(), static_cast<float*>(tmp_scales.data()), n_threads_);
+  }
+  cpu::LinearArgs args;
+  args.out = out.f32();
+  args.ldo = out.cols;
+  args.in = in.f32();
+  args.ldi = in.cols;
+  args.n_rows = in.rows;
+  args.w = w;
+  args.bias = bias.empty() ? nullptr : bias.f32();
+  args.epilogue = epilogue;
+  const int64_t P = cpu::panel_count(w.rows);
+  const int64_t per_task = kernels_.panels_per_task;
+  const int64_t n_tasks = (P + per_task - 1) / per_task;
+  const auto kernel = kernels_.linear_panels;
+#pragma omp parallel for num_threads(n_threads_) schedule(static)
+  for (int64_t t = 0; t < n_tasks; ++t) kernel(args, t * per_task, std::min(P, (t + 1) * per_task));
+}
+
+void CpuBackend::attention(Tensor out, Tensor qkv, int layer) {
+  const int64_t C = config_.n_embd, H = config_.n_head, hd = C / H;
+  const int64_t B = shape_.batch, T = shape_.n_tokens, pos = shape_.pos, n_ctx = config_.n_ctx;
+  if (qkv.rows < B * T || qkv.cols != 3 * C || out.cols != C || layer < 0 || layer >= config_.n_layer)
+    throw Error("internal: attention shapes do not match");
+  float* kc = static_cast<float*>(k_cache_.data());
+  float* vc = static_cast<float*>(v_cache_.data());
+  auto cache_row = [&](float* cache, int64_t b, int64_t p) {
+    return cache + ((b * config_.n_layer + layer) * n_ctx + p) * C;
+  };
+  // Append this step's k, v at positions [pos, pos + T) of each sequence.
+#pragma omp parallel for num_threads(n_threads_) schedule(static)
+  for (int64_t n = 0; n < B * T; ++n) {
+    const int64_t b = n / T, t = n % T;
+    const float* row = qkv.f32() + n * 3 * C;
+    std::memcpy(cache_row(kc, b, pos + t), row + C, C * sizeof(float));
+    std::memcpy(cache_row(vc, b, pos + t), row + 2 * C, C * sizeof(float));
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const auto query = kernels_.attention_query;
+  const int64_t n_tasks = B * H * T;
+#pragma omp parallel num_threads(n_threads_)
+  {
+    float* scores = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx;
+#pragma omp for schedule(static, 1)
+    for (int64_t task = 0; task < n_tasks; ++task) {
+      const int64_t b = task / (H * T), h = (task / T) % H, t = task % T;
+      const int64_t n = b * T + t;
+      query(out.f32() + n * C + h * hd, qkv.f32() + n * 3 * C + h * hd, cache_row(kc, b, 0) + h * hd,
+            cache_row(vc, b, 0) + h * hd, C, pos + t + 1, hd, scale, scores);
+    }
+  }
+}
+
+void CpuBackend::take_last(Tensor out, Tensor in) {
+  const int64_t B = shape_.batch, T = shape_.n_tokens, C = in.cols;
+  if (out.cols != C || out.rows < B || in.rows < B * T) throw Error("internal: take_last shapes do not match");
+  for (int64_t b = 0; b < B; ++b)
+    std::memcpy(out.f32() + b * C, in.f32() + (b * T + T - 1) * C, C * sizeof(float));
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
 }
 
 }  // namespace gpt2

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The CUDA check, in one command, for a machine with an NVIDIA GPU (written for the lent H200:
+# 16 cores, no network). Budget: under 8 minutes.
+#
+#   1. builds gpt2 and test_cuda with CUDA in build-gpu (all cores, sm_90 only);
+#   2. runs the CUDA tests (every kernel and the whole model against the CPU backend);
+#   3. runs compute-sanitizer memcheck and racecheck on the tiny-model test ([sanitize]);
+#   4. benchmarks random:gpt2 and random:gpt2-xl, batch 1 and 8, bf16 and fp16, and the
+#      1024-token prefill of gpt2;
+#   5. prints a short table.
+#
+# Logs go to $OUT when set (else build-gpu/gpu-check). Exit status: non-zero when the build or
+# a test fails. Environment: GPU_CHECK_SKIP_TESTS=1 skips steps 2-3 (benchmarks only).
+#
+# The GPU machine has CMake, nvcc and g++ but no network and maybe not this project's
+# header-only dependencies (CLI11, nlohmann-json, Catch2 v2). On a machine that has them (the
+# development machine, after scripts/setup.sh), `scripts/gpu-check.sh --bundle-deps` copies
+# them into build-gpu-deps/ (git-ignored, ~2 MB); carry that folder to the GPU machine, where
+# this script finds it and points CMake at it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DEPS=$ROOT/build-gpu-deps
+
+if [[ "${1:-}" == "--bundle-deps" ]]; then
+  set -e
+  rm -rf "$DEPS"
+  mkdir -p "$DEPS/include" "$DEPS/share/cmake" "$DEPS/lib/cmake"
+  cp -r /usr/include/CLI /usr/include/nlohmann /usr/include/catch2 "$DEPS/include/"
+  cp -r /usr/share/cmake/CLI11 /usr/share/cmake/nlohmann_json "$DEPS/share/cmake/"
+  cp -r /usr/lib/cmake/Catch2 "$DEPS/lib/cmake/"
+  cp /usr/lib/libCatch2WithMain.a "$DEPS/lib/"  # Catch2's CMake config checks that it exists
+  du -sh "$DEPS"
+  exit 0
+fi
+LOG=${OUT:-$ROOT/build-gpu/gpu-check}
+mkdir -p "$LOG"
+JOBS=$(nproc)
+START=$(date +%s)
+status=0
+
+stamp() { echo "[$(( $(date +%s) - START ))s] $*"; }
+phase() {  # phase NAME TIMEOUT_S CMD...: runs CMD with a time limit, log in $LOG/NAME.log
+  local name=$1 limit=$2
+  shift 2
+  local t0=$(date +%s)
+  timeout --signal=INT --kill-after=10 "$limit" "$@" >"$LOG/$name.log" 2>&1
+  local rc=$?
+  stamp "$name: exit $rc in $(( $(date +%s) - t0 ))s (log: $LOG/$name.log)"
+  return $rc
+}
+
+{
+  echo "commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (+ local changes)')"
+  echo "date:   $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,clocks.max.mem,driver_version --format=csv 2>&1
+  nvcc --version 2>&1 | tail -1
+} | tee "$LOG/machine.txt"
+
+# ---- 1. build ----------------------------------------------------------------------------------
+PREFIX_ARGS=()
+[[ -d "$DEPS" ]] && PREFIX_ARGS=(-DCMAKE_PREFIX_PATH="$DEPS")
+phase configure 120 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA=ON \
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DGPT2_NATIVE=ON "${PREFIX_ARGS[@]}" || {
+  tail -30 "$LOG/configure.log"
+  echo "HINT: a missing CLI11/nlohmann_json/Catch2 package: run scripts/gpu-check.sh --bundle-deps where they are installed and carry build-gpu-deps"
+  exit 1
+}
+phase build 240 cmake --build build-gpu -j"$JOBS" --target gpt2 test_cuda || { grep -m20 -B2 -A8 "error" "$LOG/build.log"; exit 1; }
+
+# ---- 2-3. tests --------------------------------------------------------------------------------
+if [[ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]]; then
+  phase test_cuda 180 build-gpu/test_cuda --durations yes || status=1
+  tail -5 "$LOG/test_cuda.log"
+  SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  if [[ -x "$SAN" ]]; then
+    phase memcheck 90 "$SAN" --tool memcheck --error-exitcode 3 --leak-check no build-gpu/test_cuda "[sanitize]" || status=1
+    tail -3 "$LOG/memcheck.log"
+    phase racecheck 120 "$SAN" --tool racecheck --error-exitcode 3 build-gpu/test_cuda "[sanitize]" || status=1
+    tail -3 "$LOG/racecheck.log"
+  else
+    stamp "compute-sanitizer not found: skipped"
+  fi
+fi
+
+# ---- 4. benchmarks -----------------------------------------------------------------------------
+bench() {  # bench NAME MODEL DTYPE BATCHES PROMPT GEN REPS
+  phase "bench_$1" 90 build-gpu/gpt2 bench -m "$2" --device cuda --dtype "$3" --batch "$4" \
+    --prompt-tokens "$5" --gen-tokens "$6" --reps "$7" --json || status=1
+}
+bench gpt2_bf16 random:gpt2 bf16 1,8 128 128 5
+bench gpt2_fp16 random:gpt2 fp16 1,8 128 128 5
+bench gpt2_prefill1024_bf16 random:gpt2 bf16 1 1024 0 10
+bench gpt2-xl_bf16 random:gpt2-xl bf16 1,8 128 128 3
+bench gpt2-xl_fp16 random:gpt2-xl fp16 1,8 128 128 3
+
+# ---- 5. summary --------------------------------------------------------------------------------
+summary() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 - "$LOG" <<'PY'
+import json, pathlib, sys
+log = pathlib.Path(sys.argv[1])
+print("| case | batch | prompt | prefill tok/s | decode tok/s | ttft ms | peak device MiB |")
+print("|---|---|---|---|---|---|---|")
+for f in sorted(log.glob("bench_*.log")):
+    text = f.read_text()
+    start = text.find("{")
+    try:
+        j = json.loads(text[start:])
+    except Exception:
+        print(f"| {f.stem[6:]} | failed: see {f.name} | | | | | |")
+        continue
+    dev = j.get("peak_device_bytes") or -1
+    for r in j.get("results", []):
+        def med(k, digits=0):
+            s = r.get(k)
+            return f"{s['median']:.{digits}f}" if s else "-"
+        print(f"| {f.stem[6:]} | {r.get('batch')} | {r.get('prompt_tokens')} | {med('prefill_tokens_per_s')} | "
+              f"{med('decode_tokens_per_s')} | {med('ttft_ms', 2)} | {dev / 2**20:.0f} |")
+PY
+  else
+    for f in "$LOG"/bench_*.log; do echo "== $(basename "$f")"; cat "$f"; done
+  fi
+}
+summary | tee "$LOG/summary.md"
+stamp "done (status $status); targets: gpt2 bf16 B=1 decode >= 5000 tok/s, gpt2-xl bf16 B=1 >= 900 tok/s, gpt2 1024-token prefill < 1 ms (>= 1.02M tok/s)"
+exit $status

@@ -1,0 +1,160 @@
+// `gpt2 bench` end to end on the tiny synthetic model: the --json schema, the table, and usage
+// errors. Speeds are never asserted (a shared test machine has none to promise), only that
+// they are measured: positive, and median within [min, max].
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using nlohmann::json;
+
+struct Run {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+// Runs `gpt2 ARGS...` with stdin from /dev/null; captures stdout, stderr, exit code.
+Run run_gpt2(const std::vector<std::string>& args) {
+  char err_path[] = "/tmp/gpt2_test_bench_err_XXXXXX";
+  const int fd = mkstemp(err_path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::string cmd = shell_quote(GPT2_BINARY);
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  cmd += " </dev/null 2>" + shell_quote(err_path);
+  Run run;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) run.out.append(buf, n);
+  const int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream in(err_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  run.err = ss.str();
+  std::remove(err_path);
+  return run;
+}
+
+const std::string tiny_dir = std::string(GPT2_TEST_DATA) + "/models/tiny-gpt2";
+
+int tiny_n_ctx() {
+  std::ifstream in(tiny_dir + "/config.json");
+  return json::parse(in).value("n_positions", 1024);
+}
+
+void check_stats(const json& s) {
+  REQUIRE(s.is_object());
+  REQUIRE(s.size() == 3);
+  const double median = s.at("median").get<double>();
+  const double min = s.at("min").get<double>();
+  const double max = s.at("max").get<double>();
+  CHECK(min > 0);
+  CHECK(min <= median);
+  CHECK(median <= max);
+}
+
+}  // namespace
+
+TEST_CASE("bench --json: schema and measured values", "[bench][cli]") {
+  const Run run = run_gpt2({"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--prompt-tokens", "4",
+                            "--gen-tokens", "3", "--batch", "1,2", "--reps", "3", "--json"});
+  INFO("stderr: " << run.err);
+  REQUIRE(run.exit_code == 0);
+  const json j = json::parse(run.out);
+  for (const char* key : {"model", "device", "dtype", "threads", "load_seconds", "peak_host_bytes",
+                          "peak_device_bytes", "results"})
+    CHECK(j.contains(key));
+  CHECK(j.at("model").get<std::string>() == tiny_dir);
+  CHECK(j.at("device").get<std::string>() == "cpu");
+  CHECK(j.at("dtype").get<std::string>() == "fp32");
+  CHECK(j.at("threads").get<int>() == 1);
+  CHECK(j.at("load_seconds").get<double>() > 0);
+  CHECK(j.at("peak_host_bytes").get<int64_t>() > 1024 * 1024);  // at least the binary and the weights
+  CHECK(j.at("peak_device_bytes").is_null());                    // the CPU has no device memory
+
+  const json& results = j.at("results");
+  REQUIRE(results.size() == 2);
+  const int batches[2] = {1, 2};
+  for (size_t i = 0; i < 2; ++i) {
+    const json& r = results[i];
+    CHECK(r.at("batch").get<int>() == batches[i]);
+    CHECK(r.at("prompt_tokens").get<int>() == 4);
+    CHECK(r.at("gen_tokens").get<int>() == 3);
+    check_stats(r.at("prefill_tokens_per_s"));
+    check_stats(r.at("decode_tokens_per_s"));
+    check_stats(r.at("ttft_ms"));
+    // ttft is the prefill time: prefill tokens/s * ttft = batch * prompt tokens (same runs, so
+    // the medians agree exactly for an odd number of runs).
+    CHECK(r.at("prefill_tokens_per_s").at("median").get<double>() * r.at("ttft_ms").at("median").get<double>() /
+              1e3 ==
+          Approx(batches[i] * 4.0).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("bench --gen-tokens 0 measures prefill only", "[bench][cli]") {
+  const Run run = run_gpt2({"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--prompt-tokens", "2",
+                            "--gen-tokens", "0", "--batch", "3", "--reps", "1", "--json"});
+  INFO("stderr: " << run.err);
+  REQUIRE(run.exit_code == 0);
+  const json j = json::parse(run.out);
+  REQUIRE(j.at("results").size() == 1);
+  CHECK(j.at("results")[0].at("batch").get<int>() == 3);
+  check_stats(j.at("results")[0].at("prefill_tokens_per_s"));
+  CHECK(j.at("results")[0].at("decode_tokens_per_s").is_null());
+}
+
+TEST_CASE("bench: the table", "[bench][cli]") {
+  const Run run = run_gpt2({"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--prompt-tokens", "5",
+                            "--gen-tokens", "2", "--batch", "2", "--reps", "1"});
+  INFO("stderr: " << run.err);
+  REQUIRE(run.exit_code == 0);
+  CHECK(run.out.find("| batch | test") != std::string::npos);
+  CHECK(run.out.find("| pp5 ") != std::string::npos);
+  CHECK(run.out.find("| tg2 ") != std::string::npos);
+  CHECK(run.out.find("peak host memory:") != std::string::npos);
+}
+
+TEST_CASE("bench: usage errors", "[bench][cli]") {
+  const int n_ctx = tiny_n_ctx();
+  const std::vector<std::vector<std::string>> cases = {
+      {"--prompt-tokens", std::to_string(n_ctx), "--gen-tokens", "1"},  // prompt + gen > n_ctx
+      {"--prompt-tokens", "0"},
+      {"--gen-tokens", "-1"},
+      {"--reps", "0"},
+      {"--batch", "1,x"},
+      {"--batch", "0"},
+      {"--batch", ""},
+  };
+  for (const auto& extra : cases) {
+    std::vector<std::string> args = {"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1"};
+    if (extra[0] != "--reps") args.insert(args.end(), {"--reps", "1"});
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Run run = run_gpt2(args);
+    INFO("args: " << extra[0] << " " << extra[1]);
+    INFO("stderr: " << run.err);
+    CHECK(run.exit_code == 2);
+    CHECK(run.err.rfind("error:", 0) == 0);
+    CHECK(run.err.find(extra[0]) != std::string::npos);  // names the option at fault
+    CHECK(run.out.empty());
+  }
+}

@@ -1,0 +1,226 @@
+// `gpt2 generate` end to end (GPT2_BINARY) on the tiny synthetic model
+// (tests/data/models/tiny-gpt2, n_ctx 256), whose expected.json holds the greedy
+// continuation of an independent PyTorch implementation: option errors, greedy output,
+// streaming and echo, seeds, stop strings, the context end, JSON.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+using nlohmann::json;
+
+const std::string kTiny = std::string(GPT2_TEST_DATA) + "/models/tiny-gpt2";
+
+struct Run {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs `gpt2 generate ARGS...` with stdin from /dev/null.
+Run generate(const std::vector<std::string>& args) {
+  char err_path[] = "/tmp/gpt2_test_generate_err_XXXXXX";
+  const int fd = mkstemp(err_path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::string cmd = quote(GPT2_BINARY) + " generate";
+  for (const std::string& a : args) cmd += " " + quote(a);
+  cmd += " </dev/null 2>" + quote(err_path);
+  Run run;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[65536];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) run.out.append(buf, n);
+  const int status = pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.err = read_all(err_path);
+  unlink(err_path);
+  return run;
+}
+
+json expected() {
+  std::ifstream in(kTiny + "/expected.json");
+  REQUIRE(in.good());
+  return json::parse(in);
+}
+
+json parse_json(const Run& r) {
+  INFO("stdout: " << r.out << "\nstderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("gpt2 generate: bad options are usage errors (exit 2)", "[cli][generate]") {
+  const std::vector<std::vector<std::string>> bad = {
+      {"--temperature", "-1"}, {"--top-p", "0"},         {"--top-p", "1.5"},   {"-n", "0"},
+      {"-n", "-3"},            {"--device", "quantum"},  {"--top-k", "-1"},    {"--min-p", "2"},
+      {"--num-samples", "0"},  {"--repeat-penalty", "0"}, {"--stop", ""},      {"--dtype", "fp4"},
+      {"--seed", "abc"},       {"--seed", "-2"},         {"--seed", "99999999999999999999"},
+      {"--no-such-option"}};
+  for (const auto& extra : bad) {
+    std::vector<std::string> args = {"-m", kTiny, "-p", "Hello"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const Run r = generate(args);
+    INFO("options: " << extra[0] << (extra.size() > 1 ? " " + extra[1] : "") << "\nstderr: " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.rfind("error:", 0) == 0);
+    CHECK(r.out.empty());
+  }
+  const Run r = generate({"-m", kTiny, "-p", "Hello", "--temperature", "-1"});
+  CHECK(r.err.find("--temperature") != std::string::npos);
+}
+
+TEST_CASE("gpt2 generate: --help lists the options with their defaults", "[cli][generate]") {
+  const Run r = generate({"--help"});
+  REQUIRE(r.exit_code == 0);
+  for (const char* text : {"--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--min-p", "0.05",
+                           "--repeat-penalty", "--repeat-last-n", "64", "--seed", "--greedy", "--stop",
+                           "--num-samples", "--json", "--no-echo", "--ignore-eos", "--device", "--threads"}) {
+    INFO(text);
+    CHECK(r.out.find(text) != std::string::npos);
+  }
+}
+
+TEST_CASE("gpt2 generate: greedy output equals the reference, streamed after the prompt", "[cli][generate]") {
+  const json exp = expected();
+  const std::string prompt = exp.at("prompt_text");
+  const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
+  const std::string continuation = gpt2::to_valid_utf8(gpt2::Tokenizer::builtin().decode(reference));
+  const std::string n = std::to_string(reference.size());
+
+  const json j = parse_json(generate({"-m", kTiny, "-p", prompt, "-n", n, "--greedy", "--json"}));
+  CHECK(j.at("prompt_tokens") == exp.at("prompt"));
+  REQUIRE(j.at("samples").size() == 1);
+  CHECK(j["samples"][0].at("tokens").get<std::vector<int32_t>>() == reference);
+  CHECK(j["samples"][0].at("text") == continuation);
+  CHECK(j["samples"][0].at("finish_reason") == "length");
+  CHECK(j.contains("seed"));
+  const Run raw = generate({"-m", kTiny, "-p", prompt, "-n", "1", "--greedy", "--json"});
+  CHECK(raw.out.rfind("{\"prompt_tokens\":", 0) == 0);  // keys in the documented order
+
+  // --temperature 0 is greedy too; plain output is prompt + continuation + newline.
+  const Run plain = generate({"-m", kTiny, "-p", prompt, "-n", n, "--temperature", "0"});
+  REQUIRE(plain.exit_code == 0);
+  CHECK(plain.out == prompt + continuation + "\n");
+  const Run no_echo = generate({"-m", kTiny, "-p", prompt, "-n", n, "--greedy", "--no-echo"});
+  CHECK(no_echo.out == continuation + "\n");
+}
+
+TEST_CASE("gpt2 generate: a seed repeats its samples, alone or in a batch", "[cli][generate]") {
+  const std::vector<std::string> base = {"-m", kTiny, "-p", "Once upon a time", "-n", "12", "--json", "--seed", "77"};
+  const json a = parse_json(generate(base));
+  const json b = parse_json(generate(base));
+  CHECK(a == b);
+  CHECK(a.at("seed") == 77);
+  std::vector<std::string> batch = base;
+  batch.insert(batch.end(), {"--num-samples", "3"});
+  const json three = parse_json(generate(batch));
+  REQUIRE(three.at("samples").size() == 3);
+  CHECK(three["samples"][0] == a["samples"][0]);
+  CHECK(three["samples"][1].at("tokens") != three["samples"][0].at("tokens"));
+
+  // --seed -1 (the default) picks a random seed, reported by --json ...
+  const json r1 = parse_json(generate({"-m", kTiny, "-p", "Once", "-n", "2", "--json", "--seed", "-1"}));
+  CHECK(r1.at("seed").is_number_unsigned());
+  const uint64_t chosen = r1.at("seed");
+  const json replay = parse_json(generate({"-m", kTiny, "-p", "Once", "-n", "2", "--json", "--seed", std::to_string(chosen)}));
+  CHECK(replay == r1);
+  // ... and by --verbose.
+  const Run v = generate({"-m", kTiny, "-p", "Once", "-n", "2", "-v"});
+  REQUIRE(v.exit_code == 0);
+  CHECK(v.err.find("seed: ") != std::string::npos);
+  CHECK(v.err.find("time to first token") != std::string::npos);
+  CHECK(v.err.find("tokens/s") != std::string::npos);
+  CHECK(v.err.find("loaded") != std::string::npos);
+}
+
+TEST_CASE("gpt2 generate: --stop ends the text before a string spanning tokens", "[cli][generate]") {
+  const json exp = expected();
+  const std::string prompt = exp.at("prompt_text");
+  const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
+  const gpt2::Tokenizer tokenizer = gpt2::Tokenizer::builtin();
+  // The end of token 1's text and the start of token 2's, so it spans the two.
+  const std::string t1 = tokenizer.token_bytes(reference[1]);
+  const std::string t2 = tokenizer.token_bytes(reference[2]);
+  REQUIRE(t1.size() >= 2);
+  REQUIRE(t2.size() >= 2);
+  const std::string stop = t1.substr(t1.size() - 2) + t2.substr(0, 2);
+  const std::string full = tokenizer.decode(reference);
+  const std::string before = full.substr(0, full.find(stop));
+
+  const json j = parse_json(generate({"-m", kTiny, "-p", prompt, "-n", "20", "--greedy", "--json", "--stop", stop,
+                                      "--stop", "never appears"}));
+  CHECK(j["samples"][0].at("finish_reason") == "stop");
+  CHECK(j["samples"][0].at("text") == before);
+  CHECK(j["samples"][0].at("tokens").size() == 3);
+
+  const Run plain = generate({"-m", kTiny, "-p", prompt, "-n", "20", "--greedy", "--no-echo", "--stop", stop});
+  CHECK(plain.out == before + "\n");
+}
+
+TEST_CASE("gpt2 generate: the end of the context stops generation; a prompt too long is an error",
+          "[cli][generate]") {
+  // " x" is one token: a prompt of 250 tokens leaves 6 of the tiny model's 256 positions.
+  std::string prompt = "x";
+  for (int i = 1; i < 250; ++i) prompt += " x";
+  REQUIRE(gpt2::Tokenizer::builtin().encode(prompt).size() == 250);
+  const Run r = generate({"-m", kTiny, "-p", prompt, "-n", "50", "--greedy", "--json", "--ignore-eos"});
+  const json j = parse_json(r);
+  CHECK(j["samples"][0].at("tokens").size() == 6);
+  CHECK(j["samples"][0].at("finish_reason") == "length");
+  CHECK(r.err.find("end of the model's context") != std::string::npos);
+
+  std::string too_long = prompt;
+  for (int i = 0; i < 10; ++i) too_long += " x";
+  const Run e = generate({"-m", kTiny, "-p", too_long, "-n", "5"});
+  CHECK(e.exit_code == 1);
+  CHECK(e.out.empty());  // not even the echo of the prompt
+  CHECK(e.err.rfind("error: the prompt is 260 tokens", 0) == 0);
+  CHECK(e.err.find("255 tokens or fewer") != std::string::npos);
+}
+
+TEST_CASE("gpt2 generate: an empty prompt starts from <|endoftext|>; -f reads a file", "[cli][generate]") {
+  const json j = parse_json(generate({"-m", kTiny, "-p", "", "-n", "3", "--greedy", "--json"}));
+  CHECK(j.at("prompt_tokens") == json::array({50256}));
+  CHECK(j["samples"][0].at("tokens").size() == 3);
+
+  char path[] = "/tmp/gpt2_test_generate_prompt_XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  const json exp = expected();
+  std::ofstream(path, std::ios::binary) << exp.at("prompt_text").get<std::string>();
+  const json f = parse_json(generate({"-m", kTiny, "-f", path, "-n", "4", "--greedy", "--json"}));
+  unlink(path);
+  CHECK(f.at("prompt_tokens") == exp.at("prompt"));
+  const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
+  CHECK(f["samples"][0].at("tokens").get<std::vector<int32_t>>() ==
+        std::vector<int32_t>(reference.begin(), reference.begin() + 4));
+}

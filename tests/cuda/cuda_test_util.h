@@ -1,0 +1,206 @@
+// Helpers of the CUDA tests: the CUDA backend is compared with the CPU backend (the fp32
+// oracle) on the same weights and inputs.
+//
+// Same weights: for a 16-bit CUDA run the host fp32 weights are first rounded to that dtype
+// (and back to fp32), so the CPU computes in fp32 on exactly the values the GPU holds. What is
+// left to differ is the GPU's own rounding: 16-bit copies of the GEMM inputs (prefill), the
+// 16-bit KV cache, and fp32 summation order. The tolerances below are set for that.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/dtype.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "runtime/backend.h"
+
+namespace gpt2::test {
+
+// Every tensor of a ModelWeights (lm_head included; it may alias wte).
+inline void for_each_tensor(ModelWeights& w, const std::function<void(Tensor&, bool matrix)>& fn) {
+  fn(w.wte, true);
+  fn(w.wpe, true);
+  for (LayerWeights& l : w.h) {
+    fn(l.ln_1_g, false);
+    fn(l.ln_1_b, false);
+    fn(l.attn_qkv_w, true);
+    fn(l.attn_qkv_b, false);
+    fn(l.attn_proj_w, true);
+    fn(l.attn_proj_b, false);
+    fn(l.ln_2_g, false);
+    fn(l.ln_2_b, false);
+    fn(l.mlp_fc_w, true);
+    fn(l.mlp_fc_b, false);
+    fn(l.mlp_proj_w, true);
+    fn(l.mlp_proj_b, false);
+  }
+  fn(w.ln_f_g, false);
+  fn(w.ln_f_b, false);
+  fn(w.lm_head, true);
+}
+
+// A deep copy of a host model (its own storage, every view re-pointed into it).
+inline HostModel copy_model(const HostModel& src) {
+  HostModel dst;
+  dst.config = src.config;
+  dst.name = src.name;
+  dst.dir = src.dir;
+  dst.source_dtype = src.source_dtype;
+  dst.storage_floats = src.storage_floats;
+  dst.storage.reset(new float[src.storage_floats]);
+  std::memcpy(dst.storage.get(), src.storage.get(), src.storage_floats * sizeof(float));
+  dst.weights = src.weights;
+  const float* base = src.storage.get();
+  for_each_tensor(dst.weights, [&](Tensor& t, bool) {
+    if (t.data) t.data = dst.storage.get() + (static_cast<const float*>(t.data) - base);
+  });
+  return dst;
+}
+
+// Rounds every weight matrix to `dtype` and back (biases and gains stay fp32, as on the GPU).
+inline void round_matrices(HostModel& m, DType dtype) {
+  if (dtype == DType::f32) return;
+  std::vector<const void*> done;
+  for_each_tensor(m.weights, [&](Tensor& t, bool matrix) {
+    if (!matrix || !t.data) return;
+    for (const void* d : done)
+      if (d == t.data) return;  // a tied lm_head is wte
+    done.push_back(t.data);
+    float* p = t.f32();
+    for (int64_t i = 0; i < t.numel(); ++i)
+      p[i] = dtype == DType::bf16 ? bf16_to_f32(f32_to_bf16(p[i])) : f16_to_f32(f32_to_f16(p[i]));
+  });
+}
+
+inline std::unique_ptr<Backend> cpu_backend() {
+  BackendOptions o;
+  o.device = Device::cpu;
+  o.auto_dtype = false;
+  o.weight_dtype = DType::f32;
+  return make_backend(o);
+}
+
+// GPT2_TEST_CUDA_AS_CPU (compile-time, never set by CMake): the "CUDA" side becomes a second CPU
+// backend, to dry-run this harness (shapes, sequencing, timing of the CPU oracle) without a GPU.
+inline std::unique_ptr<Backend> cuda_backend(DType dtype) {
+#ifdef GPT2_TEST_CUDA_AS_CPU
+  (void)dtype;
+  return cpu_backend();
+#endif
+  BackendOptions o;
+  o.device = Device::cuda;
+  o.auto_dtype = false;
+  o.weight_dtype = dtype;
+  return make_backend(o);
+}
+
+inline std::vector<float> random_vector(size_t n, uint64_t seed, float stddev = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+inline std::vector<int32_t> random_tokens(size_t n, int n_vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> dist(0, n_vocab - 1);
+  std::vector<int32_t> v(n);
+  for (int32_t& x : v) x = dist(rng);
+  return v;
+}
+
+// Writes host floats into a backend activation (device memory for CUDA). The CUDA backend works
+// on its own non-blocking stream: synchronize the device around the copy.
+inline void write(Backend& be, const Tensor& t, const std::vector<float>& src) {
+  REQUIRE(src.size() == static_cast<size_t>(t.numel()));
+  if (be.name() == "cuda") {
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(cudaMemcpy(t.data, src.data(), t.bytes(), cudaMemcpyHostToDevice) == cudaSuccess);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  } else {
+    std::memcpy(t.data, src.data(), t.bytes());
+  }
+}
+
+// Fills an output with NaN so that an element the op forgets to write fails the comparison.
+inline void poison(Backend& be, const Tensor& t) {
+  write(be, t, std::vector<float>(static_cast<size_t>(t.numel()), std::numeric_limits<float>::quiet_NaN()));
+}
+
+inline std::vector<float> read_all(Backend& be, const Tensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  be.read(v.data(), t);
+  return v;
+}
+
+// elem: every |got - ref| <= elem * (rms(ref) + |ref|); rel_l2: ||got - ref|| / ||ref||.
+struct Tolerance {
+  double elem;
+  double rel_l2;
+};
+
+// One op: fp32 sums in another order; 16-bit: one rounding of the GEMM input or the cache
+// (2^-11 for fp16, 2^-8 for bf16, relative), accumulated over a dot product.
+inline Tolerance op_tolerance(DType dtype) {
+  switch (dtype) {
+    case DType::f16: return {1e-2, 2e-3};
+    case DType::bf16: return {5e-2, 1.5e-2};
+    default: return {1e-4, 1e-5};
+  }
+}
+
+// The whole model: the per-op errors compound over the layers.
+inline Tolerance model_tolerance(DType dtype) {
+  switch (dtype) {
+    case DType::f16: return {5e-2, 1e-2};
+    case DType::bf16: return {2e-1, 5e-2};
+    default: return {1e-3, 1e-4};
+  }
+}
+
+// Compares got with ref; on failure prints the first mismatches and the error summary.
+inline bool close(const std::vector<float>& got, const std::vector<float>& ref, Tolerance tol,
+                  const std::string& what) {
+  if (got.size() != ref.size()) {
+    UNSCOPED_INFO(what << ": size " << got.size() << " vs " << ref.size());
+    return false;
+  }
+  double ss_ref = 0, ss_err = 0, max_err = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    ss_ref += static_cast<double>(ref[i]) * ref[i];
+    const double e = static_cast<double>(got[i]) - ref[i];
+    ss_err += e * e;
+  }
+  const double rms = std::sqrt(ss_ref / std::max<size_t>(1, ref.size()));
+  size_t bad = 0;
+  std::ostringstream first;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    const bool ok = std::isfinite(got[i]) && e <= tol.elem * (rms + std::fabs(ref[i]));
+    if (std::isfinite(got[i])) max_err = std::max(max_err, e);
+    if (!ok && bad++ < 5) first << " [" << i << "] got " << got[i] << " want " << ref[i] << ";";
+  }
+  const double rel = ss_ref > 0 ? std::sqrt(ss_err / ss_ref) : std::sqrt(ss_err);
+  const bool pass = bad == 0 && rel <= tol.rel_l2 && std::isfinite(rel);
+  if (!pass)
+    UNSCOPED_INFO(what << ": " << bad << " of " << ref.size() << " elements outside tolerance, max |err| " << max_err
+                       << ", rel L2 " << rel << " (limit " << tol.rel_l2 << "), rms(ref) " << rms << ";"
+                       << first.str());
+  return pass;
+}
+
+}  // namespace gpt2::test

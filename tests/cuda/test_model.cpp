@@ -1,0 +1,171 @@
+// The whole forward pass (src/model/gpt2.cpp) on the CUDA backend against the CPU backend:
+// every preset shape, batch 1 and 3, a 7-token prompt (all logits) then greedy decode steps
+// (the second decode step of a batch size replays the CUDA graph captured by the first).
+// Greedy tokens must agree wherever the CPU's top-2 margin exceeds the logit tolerance.
+//
+// Depth: gpt2 and distilgpt2 run with all their layers; gpt2-medium, -large and -xl keep their
+// real widths, heads and vocabulary but 4 layers, so the check stays within the GPU script's
+// time budget (every layer runs the same kernels).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "model/gpt2.h"
+
+using namespace gpt2;
+using namespace gpt2::test;
+
+namespace {
+
+struct Top2 {
+  int best = 0;
+  float margin = 0;
+};
+
+Top2 top2(const float* logits, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i)
+    if (logits[i] > logits[best]) best = i;
+  float second = -1e30f;
+  for (int i = 0; i < n; ++i)
+    if (i != best) second = std::max(second, logits[i]);
+  return {best, logits[best] - second};
+}
+
+// The largest logit error the model tolerance allows, as an absolute margin for greedy checks.
+float margin_needed(const std::vector<float>& ref, DType dtype) {
+  double ss = 0;
+  for (float v : ref) ss += static_cast<double>(v) * v;
+  const double rms = std::sqrt(ss / std::max<size_t>(1, ref.size()));
+  return static_cast<float>(2 * model_tolerance(dtype).elem * rms);
+}
+
+struct Models {
+  std::unique_ptr<Gpt2> cpu, gpu;
+};
+
+Models make_models(const HostModel& base, DType dtype, const RunLimits& limits) {
+  HostModel m = copy_model(base);
+  round_matrices(m, dtype);
+  Models out;
+  out.cpu = std::make_unique<Gpt2>(copy_model(m), cpu_backend(), limits);
+  out.gpu = std::make_unique<Gpt2>(std::move(m), cuda_backend(dtype), limits);
+  return out;
+}
+
+// Prompt of n_prompt tokens per sequence, then n_decode greedy steps (the CPU's choice feeds both).
+void compare_generation(Models& ms, int batch, int n_prompt, int n_decode, DType dtype, const std::string& name,
+                        uint64_t seed) {
+  const Config& config = ms.cpu->config();
+  const int V = config.n_vocab;
+  ms.cpu->reset();
+  ms.gpu->reset();
+  std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(batch) * n_prompt, V, seed);
+  std::vector<float> lc, lg;
+  const Logits which = ms.cpu->limits().all_logits ? Logits::all : Logits::last;
+  ms.cpu->forward(tokens.data(), batch, n_prompt, which, lc);
+  lg.assign(lc.size(), std::numeric_limits<float>::quiet_NaN());
+  ms.gpu->forward(tokens.data(), batch, n_prompt, which, lg);
+  const std::string base = name + " " + dtype_name(dtype) + " B=" + std::to_string(batch);
+  CHECK(close(lg, lc, model_tolerance(dtype), base + " prefill T=" + std::to_string(n_prompt)));
+
+  for (int step = 0; step <= n_decode; ++step) {
+    // Rows of logits per sequence: T after an all-logits prefill, 1 after a decode step.
+    const size_t rows_per_seq = lc.size() / (static_cast<size_t>(batch) * V);
+    REQUIRE(rows_per_seq * batch * V == lc.size());
+    const float needed = margin_needed(lc, dtype);
+    std::vector<int32_t> next(static_cast<size_t>(batch));
+    for (int b = 0; b < batch; ++b) {
+      const size_t last = (static_cast<size_t>(b) * rows_per_seq + rows_per_seq - 1) * static_cast<size_t>(V);
+      const Top2 c = top2(lc.data() + last, V);
+      const Top2 g = top2(lg.data() + last, V);
+      if (c.margin > needed) {
+        INFO(base << " step " << step << " sequence " << b << ": CPU margin " << c.margin << " > " << needed);
+        CHECK(g.best == c.best);
+      }
+      next[static_cast<size_t>(b)] = c.best;
+    }
+    if (step == n_decode || ms.cpu->pos() + 1 > config.n_ctx) break;
+    ms.cpu->forward(next.data(), batch, 1, Logits::last, lc);
+    lg.assign(lc.size(), std::numeric_limits<float>::quiet_NaN());
+    ms.gpu->forward(next.data(), batch, 1, Logits::last, lg);
+    CHECK(close(lg, lc, model_tolerance(dtype), base + " decode pos=" + std::to_string(ms.cpu->pos() - 1)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("every preset shape matches the CPU backend (prefill + greedy decode)", "[cuda][model]") {
+  for (const char* preset : {"distilgpt2", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"}) {
+    Config config = Config::preset(preset);
+    if (config.n_layer > 12) config.n_layer = 4;
+    const HostModel base = random_model(config, 1234);
+    RunLimits limits;
+    limits.max_batch = 3;
+    limits.max_tokens = 64;
+    limits.all_logits = true;
+    for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+      Models ms = make_models(base, dtype, limits);
+      for (int batch : {1, 3}) compare_generation(ms, batch, 7, 4, dtype, preset, 99 + batch);
+    }
+  }
+}
+
+TEST_CASE("gpt2 at full context matches the CPU backend", "[cuda][model]") {
+  const HostModel base = random_model(Config::preset("gpt2"), 4321);
+  RunLimits limits;
+  limits.max_batch = 1;
+  limits.max_tokens = 1024;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Models ms = make_models(base, dtype, limits);
+    compare_generation(ms, 1, 1023, 1, dtype, "gpt2", 7);  // the last position decoded through the cache
+    compare_generation(ms, 1, 1024, 0, dtype, "gpt2", 8);
+  }
+}
+
+// The same tokens as one prefill or one token at a time give the same last logits (CUDA only:
+// the prefill kernel and the decode kernel agree through the KV cache).
+TEST_CASE("CUDA prefill equals token-by-token decoding", "[cuda][model]") {
+  Config config = Config::preset("gpt2");
+  config.n_layer = 4;
+  HostModel m = random_model(config, 77);
+  RunLimits limits;
+  limits.max_batch = 3;
+  limits.max_tokens = 64;
+  Gpt2 model(std::move(m), cuda_backend(DType::bf16), limits);
+  const int batch = 3, T = 40;
+  const auto tokens = random_tokens(static_cast<size_t>(batch) * T, config.n_vocab, 5);
+  std::vector<float> whole, stepwise;
+  model.forward(tokens.data(), batch, T, Logits::last, whole);
+  model.reset();
+  for (int t = 0; t < T; ++t) {
+    std::vector<int32_t> column(static_cast<size_t>(batch));
+    for (int b = 0; b < batch; ++b) column[static_cast<size_t>(b)] = tokens[static_cast<size_t>(b) * T + t];
+    model.forward(column.data(), batch, 1, Logits::last, stepwise);
+  }
+  CHECK(close(stepwise, whole, model_tolerance(DType::bf16), "prefill vs decode"));
+}
+
+// Tiny model, every path, few launches: the case compute-sanitizer (memcheck, racecheck) runs.
+TEST_CASE("tiny model under the sanitizer matches the CPU backend", "[cuda][sanitize]") {
+  Config config;
+  config.n_vocab = 500;
+  config.n_ctx = 128;
+  config.n_embd = 128;
+  config.n_head = 2;
+  config.n_layer = 2;
+  const HostModel base = random_model(config, 55);
+  RunLimits limits;
+  limits.max_batch = 3;
+  limits.max_tokens = 128;
+  limits.all_logits = true;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Models ms = make_models(base, dtype, limits);
+    for (int batch : {1, 3})
+      for (int T : {1, 7, 65}) compare_generation(ms, batch, T, 3, dtype, "tiny", 200 + T);
+    compare_generation(ms, 1, 127, 1, dtype, "tiny", 300);  // up to the last position
+  }
+}

@@ -1,0 +1,243 @@
+// Each CUDA backend op (and so each kernel behind it) against the CPU backend, on the same
+// rounded weights and the same random inputs, at awkward sizes; outputs poisoned with NaN
+// first. Ops are called directly after set_step (not through run_step, whose captures are
+// keyed by shape and meant for the forward pass).
+//
+// Kernel coverage: embed (embed), layernorm (layernorm, add_layernorm), gemv (linear, <= 8
+// rows), cuBLASLt + bias_act + convert (linear, > 8 rows; inputs written by the test have a
+// stale 16-bit copy, so the conversion runs), kv_cache + attention_prefill (attention, T > 1),
+// attention_decode (attention, T = 1), the deferred c_attn bias (linear on attn_qkv_w, read).
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "cuda_test_util.h"
+#include "model/weights.h"
+
+using namespace gpt2;
+using namespace gpt2::test;
+
+namespace {
+
+const DType kDtypes[] = {DType::f32, DType::f16, DType::bf16};
+
+// Two backends holding the same weights: the CPU (fp32) and CUDA (`dtype`).
+struct Pair {
+  Config config;
+  DType dtype;
+  HostModel host;
+  std::unique_ptr<Backend> cpu, gpu;
+
+  Pair(const Config& c, DType d, int max_batch, uint64_t seed) : config(c), dtype(d) {
+    host = random_model(c, seed);
+    round_matrices(host, d);
+    cpu = cpu_backend();
+    cpu->load(c, host.weights, max_batch);
+    gpu = cuda_backend(d);
+    gpu->load(c, host.weights, max_batch);
+  }
+
+  void set_step(const std::vector<int32_t>& tokens, const StepShape& shape) {
+    cpu->set_step(tokens.data(), shape);
+    gpu->set_step(tokens.data(), shape);
+  }
+};
+
+Config gpt2_layers(int n_layer) {
+  Config c = Config::preset("gpt2");
+  c.n_layer = n_layer;
+  return c;
+}
+
+std::string label(DType d, const std::string& what) { return std::string(dtype_name(d)) + " " + what; }
+
+}  // namespace
+
+TEST_CASE("embed matches the CPU backend", "[cuda][ops]") {
+  for (DType dtype : kDtypes) {
+    Pair p(gpt2_layers(1), dtype, 3, 11);
+    const int C = p.config.n_embd;
+    struct Case {
+      int batch, n_tokens, pos;
+    };
+    for (Case k : {Case{1, 1, 0}, Case{1, 7, 0}, Case{3, 65, 0}, Case{3, 1, 1023}, Case{1, 1024, 0}, Case{3, 7, 500}}) {
+      const StepShape shape{k.batch, k.n_tokens, k.pos};
+      const auto tokens = random_tokens(shape.rows(), p.config.n_vocab, 100 + k.n_tokens);
+      p.set_step(tokens, shape);
+      Tensor xc = p.cpu->alloc(shape.rows(), C), xg = p.gpu->alloc(shape.rows(), C);
+      poison(*p.gpu, xg);
+      p.cpu->embed(xc);
+      p.gpu->embed(xg);
+      // A table lookup and one add: exact up to fp32 rounding in every dtype (weights pre-rounded).
+      CHECK(close(read_all(*p.gpu, xg), read_all(*p.cpu, xc), op_tolerance(DType::f32),
+                  label(dtype, "embed B=" + std::to_string(k.batch) + " T=" + std::to_string(k.n_tokens))));
+    }
+  }
+}
+
+TEST_CASE("layernorm and add_layernorm match the CPU backend", "[cuda][ops]") {
+  for (DType dtype : kDtypes) {
+    Pair p(gpt2_layers(1), dtype, 1, 12);
+    const int C = p.config.n_embd;
+    const LayerWeights& wc = p.cpu->weights().h[0];
+    const LayerWeights& wg = p.gpu->weights().h[0];
+    for (int rows : {1, 7, 63, 64, 65, 1024}) {
+      // A residual stream with GPT-2-like outlier dimensions (a few values in the hundreds).
+      auto x = random_vector(static_cast<size_t>(rows) * C, 21 + rows, 2.0f);
+      for (int r = 0; r < rows; ++r) x[static_cast<size_t>(r) * C + 7] = 300.0f + r;
+      const auto delta = random_vector(static_cast<size_t>(rows) * C, 31 + rows, 0.5f);
+      const std::string what = " rows=" + std::to_string(rows);
+
+      Tensor xc = p.cpu->alloc(rows, C), xg = p.gpu->alloc(rows, C);
+      Tensor dc = p.cpu->alloc(rows, C), dg = p.gpu->alloc(rows, C);
+      Tensor oc = p.cpu->alloc(rows, C), og = p.gpu->alloc(rows, C);
+      write(*p.cpu, xc, x);
+      write(*p.gpu, xg, x);
+      poison(*p.gpu, og);
+      p.cpu->layernorm(oc, xc, wc.ln_1_g, wc.ln_1_b);
+      p.gpu->layernorm(og, xg, wg.ln_1_g, wg.ln_1_b);
+      CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), op_tolerance(DType::f32), label(dtype, "layernorm" + what)));
+
+      write(*p.cpu, dc, delta);
+      write(*p.gpu, dg, delta);
+      poison(*p.gpu, og);
+      p.cpu->add_layernorm(xc, dc, oc, wc.ln_2_g, wc.ln_2_b);
+      p.gpu->add_layernorm(xg, dg, og, wg.ln_2_g, wg.ln_2_b);
+      CHECK(close(read_all(*p.gpu, xg), read_all(*p.cpu, xc), op_tolerance(DType::f32),
+                  label(dtype, "add_layernorm residual" + what)));
+      CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), op_tolerance(DType::f32),
+                  label(dtype, "add_layernorm out" + what)));
+    }
+  }
+}
+
+TEST_CASE("linear matches the CPU backend (GEMV and cuBLASLt paths)", "[cuda][ops]") {
+  for (DType dtype : kDtypes) {
+    Pair p(gpt2_layers(1), dtype, 1, 13);
+    struct Weight {
+      const char* name;
+      Tensor LayerWeights::*w;
+      Tensor LayerWeights::*b;
+      Epilogue epilogue;
+    };
+    const Weight weights[] = {
+        {"attn c_attn", &LayerWeights::attn_qkv_w, &LayerWeights::attn_qkv_b, Epilogue::none},
+        {"attn c_proj", &LayerWeights::attn_proj_w, &LayerWeights::attn_proj_b, Epilogue::none},
+        {"mlp c_fc+gelu", &LayerWeights::mlp_fc_w, &LayerWeights::mlp_fc_b, Epilogue::gelu},
+        {"mlp c_proj", &LayerWeights::mlp_proj_w, &LayerWeights::mlp_proj_b, Epilogue::none},
+    };
+    for (const Weight& wt : weights) {
+      const Tensor wc = p.cpu->weights().h[0].*wt.w, bc = p.cpu->weights().h[0].*wt.b;
+      const Tensor wg = p.gpu->weights().h[0].*wt.w, bg = p.gpu->weights().h[0].*wt.b;
+      for (int rows : {1, 3, 8, 9, 64, 65, 1024}) {
+        const auto in = random_vector(static_cast<size_t>(rows) * wc.cols, 41 + rows);
+        Tensor ic = p.cpu->alloc(rows, wc.cols), ig = p.gpu->alloc(rows, wg.cols);
+        Tensor oc = p.cpu->alloc(rows, wc.rows), og = p.gpu->alloc(rows, wg.rows);
+        write(*p.cpu, ic, in);
+        write(*p.gpu, ig, in);
+        poison(*p.gpu, og);
+        p.cpu->linear(oc, ic, wc, bc, wt.epilogue);
+        p.gpu->linear(og, ig, wg, bg, wt.epilogue);
+        // rows <= 8 run the fp32-input GEMV (fp32 tolerance); more rows round the input to the
+        // weight dtype for cuBLASLt.
+        const Tolerance tol = rows <= 8 ? op_tolerance(DType::f32) : op_tolerance(dtype);
+        CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), tol,
+                    label(dtype, std::string(wt.name) + " rows=" + std::to_string(rows))));
+      }
+    }
+    // The LM head (tied to wte, no bias): 50257 outputs.
+    for (int rows : {1, 3, 9}) {
+      const Tensor wc = p.cpu->weights().lm_head, wg = p.gpu->weights().lm_head;
+      const auto in = random_vector(static_cast<size_t>(rows) * wc.cols, 51 + rows);
+      Tensor ic = p.cpu->alloc(rows, wc.cols), ig = p.gpu->alloc(rows, wg.cols);
+      Tensor oc = p.cpu->alloc(rows, wc.rows), og = p.gpu->alloc(rows, wg.rows);
+      write(*p.cpu, ic, in);
+      write(*p.gpu, ig, in);
+      poison(*p.gpu, og);
+      p.cpu->linear(oc, ic, wc, Tensor{}, Epilogue::none);
+      p.gpu->linear(og, ig, wg, Tensor{}, Epilogue::none);
+      const Tolerance tol = rows <= 8 ? op_tolerance(DType::f32) : op_tolerance(dtype);
+      CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), tol, label(dtype, "lm_head rows=" + std::to_string(rows))));
+    }
+  }
+}
+
+TEST_CASE("take_last matches the CPU backend", "[cuda][ops]") {
+  Pair p(gpt2_layers(1), DType::bf16, 3, 14);
+  const int C = p.config.n_embd;
+  for (int T : {1, 7, 65}) {
+    const StepShape shape{3, T, 0};
+    p.set_step(std::vector<int32_t>(static_cast<size_t>(shape.rows()), 0), shape);
+    const auto in = random_vector(static_cast<size_t>(shape.rows()) * C, 61 + T);
+    Tensor ic = p.cpu->alloc(shape.rows(), C), ig = p.gpu->alloc(shape.rows(), C);
+    Tensor oc = p.cpu->alloc(3, C), og = p.gpu->alloc(3, C);
+    write(*p.cpu, ic, in);
+    write(*p.gpu, ig, in);
+    poison(*p.gpu, og);
+    p.cpu->take_last(oc, ic);
+    p.gpu->take_last(og, ig);
+    CHECK(read_all(*p.gpu, og) == read_all(*p.cpu, oc));
+  }
+}
+
+// Prefill of T tokens at position 0, then a decode step at position T, then a second prefill
+// chunk of 7 tokens after it (when the context has room): prefill kernel, decode kernel with its
+// cache append and split combine, and prefill over a partly filled cache.
+TEST_CASE("attention matches the CPU backend (prefill, decode, chunked prefill)", "[cuda][ops]") {
+  for (DType dtype : kDtypes) {
+    Pair p(gpt2_layers(2), dtype, 3, 15);
+    const int C = p.config.n_embd;
+    const int n_ctx = p.config.n_ctx;
+    const int layer = 1;
+    for (int batch : {1, 3}) {
+      for (int T : {1, 7, 63, 64, 65, 1023, 1024}) {
+        std::vector<StepShape> steps{{batch, T, 0}};
+        if (T + 1 <= n_ctx) steps.push_back({batch, 1, T});
+        if (T + 1 + 7 <= n_ctx) steps.push_back({batch, 7, T + 1});
+        for (const StepShape& shape : steps) {
+          const std::string what = "attention B=" + std::to_string(batch) + " T=" + std::to_string(shape.n_tokens) +
+                                   " pos=" + std::to_string(shape.pos);
+          p.set_step(std::vector<int32_t>(static_cast<size_t>(shape.rows()), 0), shape);
+          const auto qkv = random_vector(static_cast<size_t>(shape.rows()) * 3 * C, 71 + T * 3 + shape.pos);
+          Tensor qc = p.cpu->alloc(shape.rows(), 3 * C), qg = p.gpu->alloc(shape.rows(), 3 * C);
+          Tensor oc = p.cpu->alloc(shape.rows(), C), og = p.gpu->alloc(shape.rows(), C);
+          write(*p.cpu, qc, qkv);
+          write(*p.gpu, qg, qkv);
+          poison(*p.gpu, og);
+          p.cpu->attention(oc, qc, layer);
+          p.gpu->attention(og, qg, layer);
+          CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), op_tolerance(dtype), label(dtype, what)));
+        }
+      }
+    }
+  }
+}
+
+// linear() on attn_qkv_w leaves its bias to attention(): the pair must still equal the CPU's
+// linear-then-attention, in prefill and in decode.
+TEST_CASE("c_attn bias deferred to attention matches the CPU backend", "[cuda][ops]") {
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Pair p(gpt2_layers(1), dtype, 1, 16);
+    const int C = p.config.n_embd;
+    const LayerWeights& wc = p.cpu->weights().h[0];
+    const LayerWeights& wg = p.gpu->weights().h[0];
+    for (const StepShape& shape : {StepShape{1, 65, 0}, StepShape{1, 1, 65}}) {
+      p.set_step(std::vector<int32_t>(static_cast<size_t>(shape.rows()), 0), shape);
+      const auto h = random_vector(static_cast<size_t>(shape.rows()) * C, 81 + shape.pos);
+      Tensor hc = p.cpu->alloc(shape.rows(), C), hg = p.gpu->alloc(shape.rows(), C);
+      Tensor qc = p.cpu->alloc(shape.rows(), 3 * C), qg = p.gpu->alloc(shape.rows(), 3 * C);
+      Tensor oc = p.cpu->alloc(shape.rows(), C), og = p.gpu->alloc(shape.rows(), C);
+      write(*p.cpu, hc, h);
+      write(*p.gpu, hg, h);
+      poison(*p.gpu, qg);
+      poison(*p.gpu, og);
+      p.cpu->linear(qc, hc, wc.attn_qkv_w, wc.attn_qkv_b, Epilogue::none);
+      p.gpu->linear(qg, hg, wg.attn_qkv_w, wg.attn_qkv_b, Epilogue::none);
+      p.cpu->attention(oc, qc, 0);
+      p.gpu->attention(og, qg, 0);
+      CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), op_tolerance(dtype),
+                  label(dtype, "c_attn + attention T=" + std::to_string(shape.n_tokens))));
+    }
+  }
+}

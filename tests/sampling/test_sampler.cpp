@@ -1,0 +1,354 @@
+// The sampler chain on 4-5 token distributions with hand-computed answers, one step at a
+// time and chained; seeded reproducibility; batch invariance of seeded draws.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "common/error.h"
+#include "sampling/sampler.h"
+
+using gpt2::Candidate;
+using gpt2::SamplerParams;
+
+namespace {
+
+std::vector<int32_t> ids_of(const std::vector<Candidate>& candidates) {
+  std::vector<int32_t> ids;
+  for (const Candidate& c : candidates) ids.push_back(c.id);
+  return ids;
+}
+
+// Candidates sorted most likely first with p = {0.4, 0.3, 0.2, 0.1} (ids 3, 2, 1, 0).
+std::vector<Candidate> four_tokens() {
+  const std::vector<float> logits = {std::log(1.0f), std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  std::vector<Candidate> c = gpt2::make_candidates(logits.data(), 4);
+  gpt2::top_k(c, 0);
+  gpt2::softmax(c);
+  return c;
+}
+
+// Sampling without truncation: every step off, temperature 1.
+SamplerParams plain_params() {
+  SamplerParams p;
+  p.temperature = 1.0f;
+  p.top_k = 0;
+  p.top_p = 1.0f;
+  p.min_p = 0.0f;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("sampler: repetition penalty divides positive and multiplies negative logits", "[sampler]") {
+  std::vector<float> logits = {2.0f, -1.0f, 0.5f, 3.0f, 0.0f};
+  // Token 0 twice, 1 and 4 once; -1 and 7 are outside the vocabulary and ignored.
+  gpt2::penalize(logits.data(), 5, {0, 1, 0, 4, -1, 7}, 2.0f, 0.0f, 0.0f);
+  CHECK(logits == std::vector<float>{1.0f, -2.0f, 0.5f, 3.0f, 0.0f});
+}
+
+TEST_CASE("sampler: presence and frequency penalties subtract once and per occurrence", "[sampler]") {
+  std::vector<float> logits = {2.0f, -1.0f, 0.5f, 3.0f, 0.0f};
+  gpt2::penalize(logits.data(), 5, {0, 1, 0, 4}, 1.0f, 0.25f, 0.5f);
+  // 2 - 2*0.5 - 0.25, -1 - 0.5 - 0.25, unchanged, unchanged, 0 - 0.5 - 0.25
+  CHECK(logits == std::vector<float>{0.75f, -1.75f, 0.5f, 3.0f, -0.75f});
+
+  std::vector<float> both = {2.0f, -1.0f, 0.5f, 3.0f, 0.0f};
+  gpt2::penalize(both.data(), 5, {0, 1, 0, 4}, 2.0f, 0.25f, 0.5f);
+  // The repetition penalty first (1, -2, ., ., 0), then the subtractions.
+  CHECK(both == std::vector<float>{-0.25f, -2.75f, 0.5f, 3.0f, -0.75f});
+
+  std::vector<float> untouched = {2.0f, -1.0f};
+  gpt2::penalize(untouched.data(), 2, {}, 2.0f, 1.0f, 1.0f);  // empty window: nothing to penalize
+  CHECK(untouched == std::vector<float>{2.0f, -1.0f});
+}
+
+TEST_CASE("sampler: temperature divides the logits", "[sampler]") {
+  const std::vector<float> logits = {1.0f, -2.0f, 0.5f};
+  std::vector<Candidate> c = gpt2::make_candidates(logits.data(), 3);
+  gpt2::apply_temperature(c, 0.5f);
+  CHECK(c[0].logit == 2.0f);
+  CHECK(c[1].logit == -4.0f);
+  CHECK(c[2].logit == 1.0f);
+}
+
+TEST_CASE("sampler: top-k keeps the k largest, most likely first, ties by smaller id", "[sampler]") {
+  const std::vector<float> logits = {0.1f, 0.7f, 0.3f, 0.7f, -1.0f};
+  std::vector<Candidate> c = gpt2::make_candidates(logits.data(), 5);
+  gpt2::top_k(c, 3);
+  CHECK(ids_of(c) == std::vector<int32_t>{1, 3, 2});
+
+  c = gpt2::make_candidates(logits.data(), 5);
+  gpt2::top_k(c, 0);  // off: all of them, sorted
+  CHECK(ids_of(c) == std::vector<int32_t>{1, 3, 2, 0, 4});
+
+  c = gpt2::make_candidates(logits.data(), 5);
+  gpt2::top_k(c, 10);  // more than there are
+  CHECK(ids_of(c) == std::vector<int32_t>{1, 3, 2, 0, 4});
+
+  c = gpt2::make_candidates(logits.data(), 5);
+  gpt2::top_k(c, 1);
+  CHECK(ids_of(c) == std::vector<int32_t>{1});
+}
+
+TEST_CASE("sampler: softmax of log(1..4) is 0.1..0.4 and ignores a constant shift", "[sampler]") {
+  const std::vector<float> logits = {std::log(1.0f), std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  std::vector<Candidate> c = gpt2::make_candidates(logits.data(), 4);
+  gpt2::softmax(c);
+  for (int i = 0; i < 4; ++i) CHECK(c[i].p == Approx(0.1 * (i + 1)).epsilon(1e-6));
+
+  std::vector<float> shifted = logits;
+  for (float& l : shifted) l += 1000.0f;  // would overflow exp() without the max subtracted
+  std::vector<Candidate> s = gpt2::make_candidates(shifted.data(), 4);
+  gpt2::softmax(s);
+  for (int i = 0; i < 4; ++i) CHECK(s[i].p == Approx(0.1 * (i + 1)).epsilon(1e-3));
+
+  const std::vector<float> banned = {0.0f, -INFINITY, 0.0f};
+  std::vector<Candidate> b = gpt2::make_candidates(banned.data(), 3);
+  gpt2::softmax(b);
+  CHECK(b[0].p == Approx(0.5));
+  CHECK(b[1].p == 0.0f);
+  CHECK(b[2].p == Approx(0.5));
+}
+
+TEST_CASE("sampler: top-p keeps the smallest prefix reaching p", "[sampler]") {
+  const std::vector<Candidate> base = four_tokens();  // p 0.4, 0.3, 0.2, 0.1
+  REQUIRE(ids_of(base) == std::vector<int32_t>{3, 2, 1, 0});
+  const std::vector<std::pair<float, size_t>> cases = {{0.3f, 1}, {0.6f, 2}, {0.75f, 3}, {0.95f, 4}, {1.0f, 4}};
+  for (const auto& [p, kept] : cases) {
+    std::vector<Candidate> c = base;
+    gpt2::top_p(c, p);
+    INFO("top_p " << p);
+    CHECK(c.size() == kept);
+  }
+}
+
+TEST_CASE("sampler: min-p keeps tokens at least min_p times as likely as the best", "[sampler]") {
+  const std::vector<Candidate> base = four_tokens();  // p 0.4, 0.3, 0.2, 0.1
+  // thresholds 0.36, 0.24, 0.12, 0.08, 0
+  const std::vector<std::pair<float, size_t>> cases = {{0.9f, 1}, {0.6f, 2}, {0.3f, 3}, {0.2f, 4}, {0.0f, 4}};
+  for (const auto& [p, kept] : cases) {
+    std::vector<Candidate> c = base;
+    gpt2::min_p(c, p);
+    INFO("min_p " << p);
+    CHECK(c.size() == kept);
+  }
+}
+
+TEST_CASE("sampler: draw picks by cumulative probability, renormalized over the survivors", "[sampler]") {
+  std::vector<Candidate> c = four_tokens();  // p 0.4, 0.3, 0.2, 0.1
+  CHECK(gpt2::draw(c, 0.0) == 0);
+  CHECK(gpt2::draw(c, 0.39) == 0);
+  CHECK(gpt2::draw(c, 0.45) == 1);
+  CHECK(gpt2::draw(c, 0.69) == 1);
+  CHECK(gpt2::draw(c, 0.75) == 2);
+  CHECK(gpt2::draw(c, 0.95) == 3);
+  CHECK(gpt2::draw(c, 0.9999999) == 3);
+  c.resize(2);  // p 0.4, 0.3 -> 4/7, 3/7: the boundary moves from 0.4 to 0.5714
+  CHECK(gpt2::draw(c, 0.5) == 0);
+  CHECK(gpt2::draw(c, 0.56) == 0);
+  CHECK(gpt2::draw(c, 0.58) == 1);
+}
+
+TEST_CASE("sampler: the whole chain on five tokens, by hand", "[sampler]") {
+  // logits log(1, 10, 2, 3, 4); token 1 was seen once, presence penalty log 2:
+  //   penalties    -> log(1, 5, 2, 3, 4)
+  //   temperature 0.5 squares the weights -> 1, 25, 4, 9, 16
+  //   top-k 4 drops token 0               -> ids 1, 4, 3, 2 with p 25, 16, 9, 4 (/54)
+  //   top-p 0.9: cumulative .463 .759 .926 -> drops token 2
+  //   min-p 0.4: threshold 0.4 * 25/54 = 10/54 -> drops token 3 (9/54)
+  //   draw over 25/41, 16/41
+  const std::vector<float> logits = {std::log(1.0f), std::log(10.0f), std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  SamplerParams params;
+  params.temperature = 0.5f;
+  params.top_k = 4;
+  params.top_p = 0.9f;
+  params.min_p = 0.4f;
+  params.presence_penalty = std::log(2.0f);
+  const std::vector<int32_t> recent = {1};
+
+  const std::vector<Candidate> c = gpt2::sampling_candidates(logits.data(), 5, params, recent);
+  REQUIRE(ids_of(c) == std::vector<int32_t>{1, 4});
+  CHECK(c[0].p == Approx(25.0 / 54.0).epsilon(1e-5));
+  CHECK(c[1].p == Approx(16.0 / 54.0).epsilon(1e-5));
+  CHECK(gpt2::sample_token(logits.data(), 5, params, recent, 0.0) == 1);
+  CHECK(gpt2::sample_token(logits.data(), 5, params, recent, 0.60) == 1);  // < 25/41 = 0.6098
+  CHECK(gpt2::sample_token(logits.data(), 5, params, recent, 0.62) == 4);
+  CHECK(gpt2::sample_token(logits.data(), 5, params, recent, 0.99) == 4);
+
+  // Without the penalty token 1 weighs 100 of 129 after top-k; top-p 0.9 keeps 1, 4, 3
+  // (cumulative 116/129 = 0.899 < 0.9), and min-p (threshold 40/129) keeps token 1 alone.
+  const std::vector<Candidate> unpenalized = gpt2::sampling_candidates(logits.data(), 5, params, {});
+  REQUIRE(ids_of(unpenalized) == std::vector<int32_t>{1});
+  CHECK(unpenalized[0].p == Approx(100.0 / 129.0).epsilon(1e-5));
+}
+
+TEST_CASE("sampler: greedy is the argmax of the penalized logits", "[sampler]") {
+  const std::vector<float> logits = {1.0f, 3.0f, 2.0f, 3.0f};
+  SamplerParams greedy;
+  greedy.greedy = true;
+  CHECK(gpt2::sample_token(logits.data(), 4, greedy, {}, 0.99) == 1);  // first of two maxima
+  greedy.repeat_penalty = 2.0f;
+  // 3 -> 1.5 for tokens 1 and 3: token 2 (2.0) is now the best.
+  CHECK(gpt2::sample_token(logits.data(), 4, greedy, {1, 3}, 0.99) == 2);
+
+  SamplerParams zero_temperature;
+  zero_temperature.temperature = 0.0f;
+  CHECK(zero_temperature.is_greedy());
+  for (double u : {0.0, 0.5, 0.99}) CHECK(gpt2::sample_token(logits.data(), 4, zero_temperature, {}, u) == 1);
+}
+
+TEST_CASE("sampler: the penalty window is the end of the history", "[sampler]") {
+  // Token 0 leads by 0.5 but was seen: with presence penalty 1 it falls behind token 1,
+  // unless it is older than the window.
+  const std::vector<float> logits = {1.5f, 1.0f, 0.0f};
+  SamplerParams p;
+  p.greedy = true;
+  p.presence_penalty = 1.0f;
+  p.repeat_last_n = 2;
+  gpt2::Sampler sampler(p, 1);
+  CHECK(sampler.sample(logits.data(), 3, {2, 0, 2}, 0, 0) == 1);  // 0 is in the last two
+  CHECK(sampler.sample(logits.data(), 3, {0, 2, 2}, 0, 1) == 0);  // 0 fell out of the window
+  p.repeat_last_n = -1;  // whole history
+  gpt2::Sampler whole(p, 1);
+  CHECK(whole.sample(logits.data(), 3, {0, 2, 2}, 0, 1) == 1);
+  p.repeat_last_n = 0;  // off
+  gpt2::Sampler off(p, 1);
+  CHECK(off.sample(logits.data(), 3, {2, 0, 2}, 0, 0) == 0);
+}
+
+TEST_CASE("sampler: the default parameters are llama.cpp's", "[sampler]") {
+  const SamplerParams p;
+  CHECK(p.temperature == 0.8f);
+  CHECK(p.top_k == 40);
+  CHECK(p.top_p == 0.95f);
+  CHECK(p.min_p == 0.05f);
+  CHECK(p.repeat_penalty == 1.0f);
+  CHECK(p.repeat_last_n == 64);
+  CHECK(p.presence_penalty == 0.0f);
+  CHECK(p.frequency_penalty == 0.0f);
+  CHECK_FALSE(p.is_greedy());
+  CHECK_NOTHROW(p.validate());
+}
+
+TEST_CASE("sampler: out-of-range parameters are usage errors", "[sampler]") {
+  auto bad = [](auto change) {
+    SamplerParams p;
+    change(p);
+    return p;
+  };
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.temperature = -0.1f; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.temperature = NAN; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.top_k = -1; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.top_p = 0.0f; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.top_p = 1.5f; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.min_p = -0.5f; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.repeat_penalty = 0.0f; }).validate(), gpt2::UsageError);
+  CHECK_THROWS_AS(bad([](SamplerParams& p) { p.repeat_last_n = -2; }).validate(), gpt2::UsageError);
+  CHECK_NOTHROW(bad([](SamplerParams& p) { p.top_p = 1.0f; }).validate());
+  CHECK_NOTHROW(bad([](SamplerParams& p) { p.temperature = 0.0f; }).validate());
+  CHECK_THROWS_WITH(bad([](SamplerParams& p) { p.temperature = -1.5f; }).validate(),
+                    Catch::Contains("--temperature") && Catch::Contains("-1.5"));
+}
+
+TEST_CASE("sampler: the uniform draws are in [0, 1), keyed by seed, sample and step", "[sampler]") {
+  double sum = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    const double u = gpt2::uniform(7, 0, static_cast<uint64_t>(i));
+    REQUIRE(u >= 0.0);
+    REQUIRE(u < 1.0);
+    sum += u;
+  }
+  CHECK(sum / n == Approx(0.5).margin(0.01));
+  CHECK(gpt2::uniform(7, 0, 3) == gpt2::uniform(7, 0, 3));
+  CHECK(gpt2::uniform(7, 0, 3) != gpt2::uniform(8, 0, 3));
+  CHECK(gpt2::uniform(7, 0, 3) != gpt2::uniform(7, 1, 3));
+  CHECK(gpt2::uniform(7, 0, 3) != gpt2::uniform(7, 0, 4));
+}
+
+TEST_CASE("sampler: seeded draws follow the distribution and repeat exactly", "[sampler]") {
+  // p = 0.1, 0.2, 0.3, 0.4
+  const std::vector<float> logits = {std::log(1.0f), std::log(2.0f), std::log(3.0f), std::log(4.0f)};
+  gpt2::Sampler a(plain_params(), 1234);
+  gpt2::Sampler again(plain_params(), 1234);
+  gpt2::Sampler other(plain_params(), 1235);
+  std::vector<int32_t> seq_a, seq_again, seq_other;
+  std::map<int32_t, int> counts;
+  const int n = 20000;
+  for (int step = 0; step < n; ++step) {
+    seq_a.push_back(a.sample(logits.data(), 4, {}, 0, step));
+    seq_again.push_back(again.sample(logits.data(), 4, {}, 0, step));
+    seq_other.push_back(other.sample(logits.data(), 4, {}, 0, step));
+    ++counts[seq_a.back()];
+  }
+  CHECK(seq_a == seq_again);
+  CHECK(seq_a != seq_other);
+  for (int id = 0; id < 4; ++id) CHECK(counts[id] / double(n) == Approx(0.1 * (id + 1)).margin(0.015));
+}
+
+TEST_CASE("sampler: seeded sampling is batch-invariant", "[sampler]") {
+  // Four rows of logits sampled as a batch (rows interleaved, as the generation loop does),
+  // each against the same row sampled alone by a fresh sampler: same tokens.
+  const std::vector<std::vector<float>> rows = {
+      {0.0f, 0.5f, 1.0f, 1.5f, 2.0f}, {2.0f, 1.0f, 0.0f, 1.0f, 2.0f}, {0.1f, 0.2f, 0.3f, 0.2f, 0.1f}, {1.0f, 1.0f, 1.0f, 1.0f, 1.0f}};
+  const int steps = 50;
+  gpt2::Sampler batch(plain_params(), 99);
+  std::vector<std::vector<int32_t>> batched(rows.size());
+  for (int step = 0; step < steps; ++step) {
+    for (size_t b = 0; b < rows.size(); ++b) batched[b].push_back(batch.sample(rows[b].data(), 5, {}, static_cast<int>(b), step));
+  }
+  for (size_t b = 0; b < rows.size(); ++b) {
+    gpt2::Sampler alone(plain_params(), 99);
+    std::vector<int32_t> single;
+    for (int step = 0; step < steps; ++step) single.push_back(alone.sample(rows[b].data(), 5, {}, static_cast<int>(b), step));
+    INFO("row " << b);
+    CHECK(single == batched[b]);
+  }
+  // Different samples of the same logits draw different numbers.
+  CHECK(batched[3] != std::vector<int32_t>(batched[3].size(), batched[3][0]));
+  std::vector<int32_t> row3_as_sample0;
+  gpt2::Sampler s(plain_params(), 99);
+  for (int step = 0; step < steps; ++step) row3_as_sample0.push_back(s.sample(rows[3].data(), 5, {}, 0, step));
+  CHECK(row3_as_sample0 != batched[3]);
+}
+
+TEST_CASE("sampler: the chain's fast paths agree with the steps applied one by one", "[sampler]") {
+  // sampling_candidates selects top-k with a heap and, without top-k, sorts only the head
+  // that top-p/min-p keep. Against make_candidates -> temperature -> top_k -> softmax ->
+  // top_p -> min_p on a GPT-2-sized vocabulary of random logits.
+  const int n_vocab = 50257;
+  std::vector<float> logits(n_vocab);
+  uint64_t state = 12345;
+  for (float& l : logits) {
+    // Sum of uniforms: roughly normal, with a long enough tail for a peaked distribution.
+    double sum = 0;
+    for (int i = 0; i < 4; ++i) sum += gpt2::uniform(state++, 0, 0);
+    l = static_cast<float>((sum - 2.0) * 6.0);
+  }
+  for (int k : {0, 1, 40, 1000, n_vocab}) {
+    for (float p : {1.0f, 0.95f, 0.5f}) {
+      for (float m : {0.0f, 0.05f}) {
+        for (float t : {0.7f, 1.3f}) {
+          SamplerParams params;
+          params.top_k = k;
+          params.top_p = p;
+          params.min_p = m;
+          params.temperature = t;
+          std::vector<Candidate> steps = gpt2::make_candidates(logits.data(), n_vocab);
+          gpt2::apply_temperature(steps, t);
+          gpt2::top_k(steps, k);
+          gpt2::softmax(steps);
+          gpt2::top_p(steps, p);
+          gpt2::min_p(steps, m);
+          const std::vector<Candidate> chain = gpt2::sampling_candidates(logits.data(), n_vocab, params, {});
+          INFO("top_k " << k << " top_p " << p << " min_p " << m << " temperature " << t);
+          REQUIRE(ids_of(chain) == ids_of(steps));
+          for (size_t i = 0; i < chain.size(); ++i) REQUIRE(chain[i].p == Approx(steps[i].p).epsilon(1e-6));
+          CHECK(chain.size() > 0);
+        }
+      }
+    }
+  }
+}
