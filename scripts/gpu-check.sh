@@ -68,16 +68,47 @@ phase configure 120 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DGPT2_CU
 }
 phase build 240 cmake --build build-gpu -j"$JOBS" --target gpt2 test_cuda || { grep -m20 -B2 -A8 "error" "$LOG/build.log"; exit 1; }
 
+# ---- ceilings (METHOD.md): HBM copy bandwidth and bf16 tensor-core rate, through PyTorch ----------
+CEILINGS_PY='
+import torch
+start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+def timed(fn, reps):
+    for _ in range(3): fn()
+    torch.cuda.synchronize(); start.record()
+    for _ in range(reps): fn()
+    end.record(); torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps  # ms
+x = torch.randint(0, 255, (1 << 30,), dtype=torch.uint8, device="cuda"); y = torch.empty_like(x)
+ms = timed(lambda: y.copy_(x), 20)
+print(f"ceiling: device-to-device copy {2 * x.numel() / ms / 1e9:.2f} TB/s (read + write, 1 GiB)")
+a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); b = torch.randn_like(a)
+ms = timed(lambda: a @ b, 10)
+print(f"ceiling: bf16 matmul 8192^3 {2 * 8192 ** 3 / ms / 1e9:.0f} TFLOP/s (random data)")
+'
+if command -v python3 >/dev/null 2>&1 && python3 -c "import torch" >/dev/null 2>&1; then
+  phase ceilings 60 python3 -c "$CEILINGS_PY" && cat "$LOG/ceilings.log"
+else
+  stamp "ceilings: python3 with torch not found, skipped"
+fi
+
 # ---- 2-3. tests --------------------------------------------------------------------------------
 if [[ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]]; then
   phase test_cuda 180 build-gpu/test_cuda --durations yes || status=1
   tail -5 "$LOG/test_cuda.log"
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  sanitize() {  # sanitize TOOL TIMEOUT_S: a refused device (gVisor machines) is "unavailable", not a failure
+    if ! phase "$1" "$2" "$SAN" --tool "$1" --error-exitcode 3 build-gpu/test_cuda "[sanitize]"; then
+      if grep -q -E "Device not supported|error 999|Unable to find injection" "$LOG/$1.log"; then
+        stamp "$1: compute-sanitizer cannot attach to this machine's GPU (see log): unavailable, not a failure"
+      else
+        status=1
+      fi
+    fi
+    tail -3 "$LOG/$1.log"
+  }
   if [[ -x "$SAN" ]]; then
-    phase memcheck 90 "$SAN" --tool memcheck --error-exitcode 3 --leak-check no build-gpu/test_cuda "[sanitize]" || status=1
-    tail -3 "$LOG/memcheck.log"
-    phase racecheck 120 "$SAN" --tool racecheck --error-exitcode 3 build-gpu/test_cuda "[sanitize]" || status=1
-    tail -3 "$LOG/racecheck.log"
+    sanitize memcheck 90
+    sanitize racecheck 120
   else
     stamp "compute-sanitizer not found: skipped"
   fi
@@ -122,6 +153,6 @@ PY
     for f in "$LOG"/bench_*.log; do echo "== $(basename "$f")"; cat "$f"; done
   fi
 }
-summary | tee "$LOG/summary.md"
+{ [[ -f "$LOG/ceilings.log" ]] && grep "^ceiling" "$LOG/ceilings.log"; summary; } | tee "$LOG/summary.md"
 stamp "done (status $status); targets: gpt2 bf16 B=1 decode >= 5000 tok/s, gpt2-xl bf16 B=1 >= 900 tok/s, gpt2 1024-token prefill < 1 ms (>= 1.02M tok/s)"
 exit $status

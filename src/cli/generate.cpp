@@ -173,7 +173,7 @@ void add_generate_command(CLI::App& app) {
       ->expected(1)
       ->take_all();
   cmd->add_flag("--ignore-eos", args->ignore_eos, "never end at <|endoftext|>");
-  cmd->add_option("--num-samples", args->num_samples, "continuations of the prompt, generated as one batch")
+  cmd->add_option("--num-samples", args->num_samples, "continuations of the prompt, generated as one batch (printed one after another when all are done)")
       ->capture_default_str();
   cmd->add_flag("--no-echo", args->no_echo, "do not print the prompt before the generated text");
   cmd->add_flag("--no-special", args->no_special, "'<|endoftext|>' in the prompt is plain text");

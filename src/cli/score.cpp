@@ -132,11 +132,14 @@ double perplexity(const ScoreResult& r) { return std::exp(-r.total_logprob / r.n
 
 std::string token_text(const Tokenizer& tokenizer, int32_t id) { return to_valid_utf8(tokenizer.token_bytes(id)); }
 
-// A token as a quoted, one-line string: control characters are escaped, so that "\n" or
-// "\t" tokens keep the table aligned.
-std::string quoted(const std::string& text) {
+// A token as a quoted, one-line string for the table: control characters are escaped, so that
+// "\n" or "\t" tokens keep the table aligned, and so are the non-ASCII bytes of a token that
+// holds part of a UTF-8 character (GPT-2 splits many CJK characters and emoji over two or three
+// tokens), so that the table shows its bytes rather than U+FFFD.
+std::string quoted(const std::string& bytes) {
+  const bool valid_utf8 = to_valid_utf8(bytes) == bytes;
   std::string out = "\"";
-  for (unsigned char c : text) {
+  for (unsigned char c : bytes) {
     switch (c) {
       case '\n': out += "\\n"; break;
       case '\r': out += "\\r"; break;
@@ -144,7 +147,7 @@ std::string quoted(const std::string& text) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
       default:
-        if (c < 0x20 || c == 0x7f) {
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && !valid_utf8)) {
           char buf[8];
           std::snprintf(buf, sizeof buf, "\\x%02x", c);
           out += buf;
@@ -197,13 +200,33 @@ const char* shade(double prob) {
   return "\033[30;48;5;210m";
 }
 
+// The text with each token's background shaded by its probability. Tokens that together make up
+// one UTF-8 character are printed as one group (an escape sequence inside a character would
+// break it), shaded by the probability of the whole group.
 void print_shaded_text(std::ostream& out, const ScoreResult& r, const Tokenizer& tokenizer) {
   const char* reset = "\033[0m";
-  for (const ScoredToken& t : r.tokens) {
-    const std::string text = token_text(tokenizer, t.id);
-    if (t.scored) out << shade(std::exp(t.logprob)) << text << reset;
+  std::string pending;          // bytes of the current group
+  double pending_logprob = 0;   // sum over its scored tokens
+  bool pending_scored = false;  // whether any of them was scored
+  auto flush = [&] {
+    if (pending.empty()) return;
+    const std::string text = to_valid_utf8(pending);
+    if (pending_scored) out << shade(std::exp(pending_logprob)) << text << reset;
     else out << text;
+    pending.clear();
+    pending_logprob = 0;
+    pending_scored = false;
+  };
+  for (const ScoredToken& t : r.tokens) {
+    pending += tokenizer.token_bytes(t.id);
+    if (t.scored) {
+      pending_logprob += t.logprob;
+      pending_scored = true;
+    }
+    // Complete characters, or bytes that no continuation can make valid (longer than a character).
+    if (to_valid_utf8(pending) == pending || pending.size() > 8) flush();
   }
+  flush();
   out << "\n" << shade(0.9) << " p>=0.5 " << reset << " " << shade(0.2) << " p>=0.1 " << reset << " " << shade(0.02)
       << " p>=0.01 " << reset << " " << shade(0.001) << " p<0.01 " << reset << "\n\n";
 }
@@ -214,7 +237,7 @@ void print_table(std::ostream& out, const ScoreResult& r, const Tokenizer& token
   out << "     #      id  token                     logprob       prob\n";
   for (size_t i = 0; i < r.tokens.size(); ++i) {
     const ScoredToken& t = r.tokens[i];
-    out << std::setw(6) << i << std::setw(8) << t.id << "  " << pad(quoted(token_text(tokenizer, t.id)), 22);
+    out << std::setw(6) << i << std::setw(8) << t.id << "  " << pad(quoted(tokenizer.token_bytes(t.id)), 22);
     if (t.scored) out << std::setw(12) << fixed(t.logprob, 4) << std::setw(11) << fixed(std::exp(t.logprob), 6);
     else out << std::setw(12) << "-" << std::setw(11) << "-";
     out << "\n";
@@ -222,7 +245,7 @@ void print_table(std::ostream& out, const ScoreResult& r, const Tokenizer& token
   out << "\nnext token (top " << top << "):\n";
   for (size_t i = 0; i < r.next.size(); ++i) {
     const NextToken& t = r.next[i];
-    out << std::setw(6) << i + 1 << std::setw(8) << t.id << "  " << pad(quoted(token_text(tokenizer, t.id)), 22)
+    out << std::setw(6) << i + 1 << std::setw(8) << t.id << "  " << pad(quoted(tokenizer.token_bytes(t.id)), 22)
         << std::setw(12) << fixed(t.logprob, 4) << std::setw(11) << fixed(std::exp(t.logprob), 6) << "\n";
   }
   out << "\ntotal logprob: " << fixed(r.total_logprob, 4) << "   perplexity: ";

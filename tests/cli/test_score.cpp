@@ -243,6 +243,14 @@ TEST_CASE("score --json: the shape of the object", "[score][cli]") {
   }
 }
 
+TEST_CASE("score --json: text fields are valid UTF-8 even for parts of a character", "[score][cli]") {
+  const json got = score_json(" \xe6\x97\xa5 ok");  // " 日 ok": " \xe6", "\x97", "\xa5", " ok"
+  REQUIRE(got.at("n_tokens").get<int>() == 4);
+  CHECK(got.at("tokens")[0].at("text").get<std::string>() == " \xEF\xBF\xBD");
+  CHECK(got.at("tokens")[1].at("text").get<std::string>() == "\xEF\xBF\xBD");
+  CHECK(got.at("tokens")[3].at("text").get<std::string>() == " ok");
+}
+
 TEST_CASE("score --top: most likely first, probabilities of the whole vocabulary sum to one", "[score][cli]") {
   const int n_vocab = tiny_config().value("vocab_size", 50257);
   // --top beyond the vocabulary lists it all.
@@ -351,12 +359,16 @@ TEST_CASE("score: texts longer than the context use a sliding window", "[score][
 }
 
 TEST_CASE("score: the human-readable table", "[score][cli]") {
-  const Run run = run_gpt2({"score", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "-p", " hello world",
-                            "--top", "2"});
+  // "日" (e6 97 a5) is split over the tokens " \xe6", "\x97", "\xa5": the table shows their bytes.
+  const Run run = run_gpt2({"score", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "-p",
+                            " hello world \xe6\x97\xa5", "--top", "2"});
   INFO("stderr: " << run.err);
   REQUIRE(run.exit_code == 0);
   CHECK(run.out.find("\" hello\"") != std::string::npos);
   CHECK(run.out.find("\" world\"") != std::string::npos);
+  CHECK(run.out.find("\" \\xe6\"") != std::string::npos);
+  CHECK(run.out.find("\"\\x97\"") != std::string::npos);
+  CHECK(run.out.find("\xEF\xBF\xBD") == std::string::npos);  // no U+FFFD
   CHECK(run.out.find("next token (top 2)") != std::string::npos);
   CHECK(run.out.find("perplexity:") != std::string::npos);
   CHECK(run.out.find("\033[") == std::string::npos);  // no colours when stdout is not a terminal
