@@ -66,7 +66,10 @@ phase configure 120 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DGPT2_CU
   echo "HINT: a missing CLI11/nlohmann_json/Catch2 package: run scripts/gpu-check.sh --bundle-deps where they are installed and carry build-gpu-deps"
   exit 1
 }
-phase build 240 cmake --build build-gpu -j"$JOBS" --target gpt2 test_cuda || { grep -m20 -B2 -A8 "error" "$LOG/build.log"; exit 1; }
+phase build 240 cmake --build build-gpu -j"$JOBS" --target gpt2 test_cuda || {
+  grep -m20 -B2 -A8 "error" "$LOG/build.log" || tail -20 "$LOG/build.log"
+  exit 1
+}
 
 # ---- ceilings (METHOD.md): HBM copy bandwidth and bf16 tensor-core rate, through PyTorch ----------
 CEILINGS_PY='

@@ -90,7 +90,8 @@ void run(const GenerateArgs& args) {
   limits.max_tokens = std::clamp(static_cast<int>(prompt.size()), 1, kMaxPrefillChunk);
   LoadedModel loaded = load(args.model, limits);
   if (args.model.verbose) std::cerr << "prompt: " << prompt.size() << " tokens\n";
-  check_prompt_fits(std::max<int>(static_cast<int>(prompt.size()), 1), loaded.model->config().n_ctx);  // before the echo
+  // Before the echo: a prompt that does not fit prints nothing but the error.
+  check_prompt_fits(std::max<int>(static_cast<int>(prompt.size()), 1), loaded.model->config().n_ctx);
 
   GenerateOptions options;
   options.n_predict = args.n_predict;
@@ -173,7 +174,8 @@ void add_generate_command(CLI::App& app) {
       ->expected(1)
       ->take_all();
   cmd->add_flag("--ignore-eos", args->ignore_eos, "never end at <|endoftext|>");
-  cmd->add_option("--num-samples", args->num_samples, "continuations of the prompt, generated as one batch (printed one after another when all are done)")
+  cmd->add_option("--num-samples", args->num_samples,
+                  "continuations of the prompt, generated as one batch (printed one after another when all are done)")
       ->capture_default_str();
   cmd->add_flag("--no-echo", args->no_echo, "do not print the prompt before the generated text");
   cmd->add_flag("--no-special", args->no_special, "'<|endoftext|>' in the prompt is plain text");

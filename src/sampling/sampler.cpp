@@ -259,8 +259,9 @@ Sampler::Sampler(const SamplerParams& params, uint64_t seed) : params_(params), 
 
 int32_t Sampler::sample(const float* logits, int n_vocab, const std::vector<int32_t>& history, int sample,
                         int step) {
-  const size_t window = params_.repeat_last_n < 0 ? history.size()
-                                                  : std::min(history.size(), static_cast<size_t>(params_.repeat_last_n));
+  const size_t window = params_.repeat_last_n < 0
+                            ? history.size()
+                            : std::min(history.size(), static_cast<size_t>(params_.repeat_last_n));
   recent_.assign(history.end() - static_cast<std::ptrdiff_t>(window), history.end());
   const double u = uniform(seed_, static_cast<uint64_t>(sample), static_cast<uint64_t>(step));
   const std::vector<Candidate> candidates = run_chain(logits, n_vocab, params_, recent_, work_);

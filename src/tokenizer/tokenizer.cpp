@@ -309,6 +309,9 @@ struct Tokenizer::Impl {
   std::vector<std::string> tokens;  // id -> bytes
   std::array<int32_t, 256> byte_ids{};
   MergeTable merges;
+  // rank of merging the byte tokens of (x, y), at [x * 256 + y]: every piece starts with these
+  // lookups, and a 256 KB array answers them without hashing.
+  std::vector<int32_t> byte_pair_ranks;
   int32_t eot_id = -1;
 
   void encode_ordinary(std::string_view text, std::vector<int32_t>& out, PieceCache& cache) const;
@@ -362,6 +365,9 @@ std::shared_ptr<const Tokenizer::Impl> build(std::vector<std::string> tokens, co
     if (merged < 0) throw Error(where() + "the merged token is not in the vocabulary");
     impl->merges.insert(left, right, merged);
   }
+  impl->byte_pair_ranks.resize(256 * 256);
+  for (int x = 0; x < 256; ++x)
+    for (int y = 0; y < 256; ++y) impl->byte_pair_ranks[x * 256 + y] = impl->merges.rank(impl->byte_ids[x], impl->byte_ids[y]);
   impl->tokens = std::move(tokens);
   return impl;
 }
@@ -532,7 +538,7 @@ void Tokenizer::Impl::bpe_small(const unsigned char* p, std::size_t n, std::vect
   int32_t ranks[kSmallPiece];  // ranks[i]: pair (i, i+1); ranks[n-1] unused
   for (std::size_t i = 0; i < n; ++i) ids[i] = byte_ids[p[i]];
   auto pair_rank = [&](std::size_t i) { return merges.rank(ids[i], ids[i + 1]); };
-  for (std::size_t i = 0; i + 1 < n; ++i) ranks[i] = pair_rank(i);
+  for (std::size_t i = 0; i + 1 < n; ++i) ranks[i] = byte_pair_ranks[p[i] * 256u + p[i + 1]];
   while (n > 1) {
     std::size_t best = 0;
     for (std::size_t i = 1; i + 1 < n; ++i)
@@ -569,7 +575,10 @@ void Tokenizer::Impl::bpe_long(const unsigned char* p, std::size_t n, std::vecto
     const int32_t rank = merges.rank(ids[left], ids[next[left]]);
     if (rank != kNoRank) heap.emplace(rank, left);
   };
-  for (std::size_t i = 0; i + 1 < n; ++i) push(static_cast<int32_t>(i));
+  for (std::size_t i = 0; i + 1 < n; ++i) {
+    const int32_t rank = byte_pair_ranks[p[i] * 256u + p[i + 1]];
+    if (rank != kNoRank) heap.emplace(rank, static_cast<int32_t>(i));
+  }
   while (!heap.empty()) {
     const auto [rank, left] = heap.top();
     heap.pop();

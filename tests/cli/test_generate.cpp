@@ -150,7 +150,8 @@ TEST_CASE("gpt2 generate: a seed repeats its samples, alone or in a batch", "[cl
   const json r1 = parse_json(generate({"-m", kTiny, "-p", "Once", "-n", "2", "--json", "--seed", "-1"}));
   CHECK(r1.at("seed").is_number_unsigned());
   const uint64_t chosen = r1.at("seed");
-  const json replay = parse_json(generate({"-m", kTiny, "-p", "Once", "-n", "2", "--json", "--seed", std::to_string(chosen)}));
+  const json replay =
+      parse_json(generate({"-m", kTiny, "-p", "Once", "-n", "2", "--json", "--seed", std::to_string(chosen)}));
   CHECK(replay == r1);
   // ... and by --verbose.
   const Run v = generate({"-m", kTiny, "-p", "Once", "-n", "2", "-v"});
@@ -223,4 +224,15 @@ TEST_CASE("gpt2 generate: an empty prompt starts from <|endoftext|>; -f reads a 
   const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
   CHECK(f["samples"][0].at("tokens").get<std::vector<int32_t>>() ==
         std::vector<int32_t>(reference.begin(), reference.begin() + 4));
+}
+
+TEST_CASE("gpt2 generate: several samples print one after another", "[cli][generate]") {
+  const json exp = expected();
+  const std::string prompt = exp.at("prompt_text");
+  const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
+  const std::string continuation =
+      gpt2::to_valid_utf8(gpt2::Tokenizer::builtin().decode({reference.begin(), reference.begin() + 3}));
+  const Run r = generate({"-m", kTiny, "-p", prompt, "-n", "3", "--greedy", "--num-samples", "2"});
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out == "--- sample 1/2 ---\n" + prompt + continuation + "\n--- sample 2/2 ---\n" + prompt + continuation + "\n");
 }

@@ -72,7 +72,8 @@ GenerateOptions greedy_options(int n_predict, int32_t eot) {
   return o;
 }
 
-const std::vector<std::string> kDigits = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f"};
+const std::vector<std::string> kDigits = {"0", "1", "2", "3", "4", "5", "6", "7",
+                                          "8", "9", "a", "b", "c", "d", "e", "f"};
 
 }  // namespace
 
@@ -116,7 +117,8 @@ TEST_CASE("generate: <|endoftext|> ends a sample unless eos is ignored", "[gener
 
 TEST_CASE("generate: a stop string spanning tokens ends the sample and is never printed", "[generate]") {
   // Tokens 4.. read "Hel", "lo Wo", "rld", "!": the text grows "Hel", "Hello Wo", "Hello World".
-  const std::vector<std::string> table = {"", "", "", "", "Hel", "lo Wo", "rld", "!", "?", "?", "?", "?", "?", "?", "?", "?"};
+  const std::vector<std::string> table = {"",  "",  "",  "",  "Hel", "lo Wo", "rld", "!",
+                                          "?", "?", "?", "?", "?",   "?",     "?",   "?"};
   ScriptedModel model(16, 64, successor(16));
   TableText text(table);
   GenerateOptions o = greedy_options(10, 15);
@@ -259,7 +261,9 @@ TEST_CASE("generate: several samples run as one batch of identical prompt rows",
   REQUIRE(r.samples.size() == 4);
   REQUIRE(model.rows.size() == 4);
   CHECK(model.steps.front() == 2);  // the prompt, prefilled once for all rows
-  for (const auto& row : model.rows) CHECK(std::vector<int32_t>(row.begin(), row.begin() + 2) == std::vector<int32_t>{1, 2});
+  for (const auto& row : model.rows) {
+    CHECK(std::vector<int32_t>(row.begin(), row.begin() + 2) == std::vector<int32_t>{1, 2});
+  }
   bool some_differ = false, some_eos = false;
   for (int b = 0; b < 4; ++b) {
     const GeneratedSample& s = r.samples[b];

@@ -292,17 +292,24 @@ TEST_CASE("sampler: seeded sampling is batch-invariant", "[sampler]") {
   // Four rows of logits sampled as a batch (rows interleaved, as the generation loop does),
   // each against the same row sampled alone by a fresh sampler: same tokens.
   const std::vector<std::vector<float>> rows = {
-      {0.0f, 0.5f, 1.0f, 1.5f, 2.0f}, {2.0f, 1.0f, 0.0f, 1.0f, 2.0f}, {0.1f, 0.2f, 0.3f, 0.2f, 0.1f}, {1.0f, 1.0f, 1.0f, 1.0f, 1.0f}};
+      {0.0f, 0.5f, 1.0f, 1.5f, 2.0f},
+      {2.0f, 1.0f, 0.0f, 1.0f, 2.0f},
+      {0.1f, 0.2f, 0.3f, 0.2f, 0.1f},
+      {1.0f, 1.0f, 1.0f, 1.0f, 1.0f}};
   const int steps = 50;
   gpt2::Sampler batch(plain_params(), 99);
   std::vector<std::vector<int32_t>> batched(rows.size());
   for (int step = 0; step < steps; ++step) {
-    for (size_t b = 0; b < rows.size(); ++b) batched[b].push_back(batch.sample(rows[b].data(), 5, {}, static_cast<int>(b), step));
+    for (size_t b = 0; b < rows.size(); ++b) {
+      batched[b].push_back(batch.sample(rows[b].data(), 5, {}, static_cast<int>(b), step));
+    }
   }
   for (size_t b = 0; b < rows.size(); ++b) {
     gpt2::Sampler alone(plain_params(), 99);
     std::vector<int32_t> single;
-    for (int step = 0; step < steps; ++step) single.push_back(alone.sample(rows[b].data(), 5, {}, static_cast<int>(b), step));
+    for (int step = 0; step < steps; ++step) {
+      single.push_back(alone.sample(rows[b].data(), 5, {}, static_cast<int>(b), step));
+    }
     INFO("row " << b);
     CHECK(single == batched[b]);
   }

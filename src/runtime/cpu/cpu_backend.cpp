@@ -1,5 +1,5 @@
-// The CPU backend: GPT-2's ops on host memory with OpenMP threads and the vectorized kernels of
-// cpu_kernels.h (AVX-512, AVX2 or generic, chosen at run time).
+// The CPU backend: GPT-2's ops on host memory, run by a fork-join thread pool (thread_pool.h)
+// with the vectorized kernels of cpu_kernels.h (AVX-512, AVX2 or generic, chosen at run time).
 //
 // Memory (RAII, allocated once in load()):
 //   weights: ONE 64-byte-aligned allocation. Linear weights (attn_qkv_w, attn_proj_w,
@@ -10,24 +10,24 @@
 //   KV cache: k and v, each [max_batch, n_layer, n_ctx, C] fp32 (heads side by side in C).
 //   activations: alloc() hands out zeroed, aligned [rows, cols] fp32 buffers.
 //
-// Parallelization (never splits one reduction, so results do not depend on the thread count):
+// Parallelization (tasks claimed dynamically; no reduction is ever split, so results do not
+// depend on the thread count or on which thread runs what):
 //   linear:    over groups of output panels; every row of a panel is computed by one thread.
-//   attention: over (sequence, head, query token) triples, round-robin (causal rows differ in
-//              cost).
+//   attention: over (sequence, head, query token) triples.
 //   layernorm, embed, KV append: over rows.
 #include "runtime/cpu/cpu_backend.h"
-
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/error.h"
 #include "runtime/cpu/cpu_kernels.h"
+#include "runtime/cpu/thread_pool.h"
 
 namespace gpt2 {
 namespace {
@@ -86,7 +86,9 @@ class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(const BackendOptions& options) : kernels_(cpu::best_kernels()) {
     if (options.threads < 0) throw UsageError("--threads must be positive (or 0 for all cores)");
-    n_threads_ = options.threads > 0 ? options.threads : std::max(1, omp_get_num_procs());
+    n_threads_ = options.threads > 0 ? options.threads
+                                     : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    pool_ = std::make_unique<cpu::ThreadPool>(n_threads_);
     dtype_ = options.auto_dtype ? DType::f32 : options.weight_dtype;
     if (dtype_ == DType::f16)
       throw Error("--dtype fp16 is for CUDA; use fp32, bf16 or int8 on the CPU");
@@ -139,6 +141,7 @@ class CpuBackend final : public Backend {
  private:
   const cpu::KernelTable& kernels_;
   int n_threads_ = 1;
+  std::unique_ptr<cpu::ThreadPool> pool_;
   DType dtype_ = DType::f32;
   Config config_;
   int max_batch_ = 0;
@@ -232,13 +235,14 @@ void CpuBackend::embed(Tensor x) {
   if (x.rows < N || x.cols != C) throw Error("internal: embed output has the wrong shape");
   const Tensor wte = weights_.wte;
   const float* wpe = weights_.wpe.f32();
-#pragma omp parallel for num_threads(n_threads_) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    float* row = x.f32() + n * C;
-    cpu::unpack_row(row, wte, tokens_[static_cast<size_t>(n)]);
-    const float* p = wpe + (shape_.pos + n % shape_.n_tokens) * C;
-    for (int64_t c = 0; c < C; ++c) row[c] += p[c];
-  }
+  pool_->parallel_for(N, [&](int64_t begin, int64_t end, int) {
+    for (int64_t n = begin; n < end; ++n) {
+      float* row = x.f32() + n * C;
+      cpu::unpack_row(row, wte, tokens_[static_cast<size_t>(n)]);
+      const float* p = wpe + (shape_.pos + n % shape_.n_tokens) * C;
+      for (int64_t c = 0; c < C; ++c) row[c] += p[c];
+    }
+  });
 }
 
 void CpuBackend::layernorm(Tensor out, Tensor x, Tensor g, Tensor b) {
@@ -247,8 +251,9 @@ void CpuBackend::layernorm(Tensor out, Tensor x, Tensor g, Tensor b) {
   const int64_t C = x.cols;
   const float eps = config_.layer_norm_epsilon;
   const auto ln = kernels_.layernorm_row;
-#pragma omp parallel for num_threads(n_threads_) schedule(static)
-  for (int64_t n = 0; n < x.rows; ++n) ln(out.f32() + n * C, x.f32() + n * C, g.f32(), b.f32(), C, eps);
+  pool_->parallel_for(x.rows, [&](int64_t begin, int64_t end, int) {
+    for (int64_t n = begin; n < end; ++n) ln(out.f32() + n * C, x.f32() + n * C, g.f32(), b.f32(), C, eps);
+  });
 }
 
 void CpuBackend::add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b) {
@@ -258,13 +263,14 @@ void CpuBackend::add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor
   const int64_t C = residual.cols;
   const float eps = config_.layer_norm_epsilon;
   const auto ln = kernels_.layernorm_row;
-#pragma omp parallel for num_threads(n_threads_) schedule(static)
-  for (int64_t n = 0; n < residual.rows; ++n) {
-    float* r = residual.f32() + n * C;
-    const float* d = delta.f32() + n * C;
-    for (int64_t c = 0; c < C; ++c) r[c] += d[c];
-    ln(out.f32() + n * C, r, g.f32(), b.f32(), C, eps);
-  }
+  pool_->parallel_for(residual.rows, [&](int64_t begin, int64_t end, int) {
+    for (int64_t n = begin; n < end; ++n) {
+      float* r = residual.f32() + n * C;
+      const float* d = delta.f32() + n * C;
+      for (int64_t c = 0; c < C; ++c) r[c] += d[c];
+      ln(out.f32() + n * C, r, g.f32(), b.f32(), C, eps);
+    }
+  });
 }
 
 void CpuBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) {
@@ -295,8 +301,9 @@ void CpuBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue e
   const int64_t per_task = kernels_.panels_per_task;
   const int64_t n_tasks = (P + per_task - 1) / per_task;
   const auto kernel = kernels_.linear_panels;
-#pragma omp parallel for num_threads(n_threads_) schedule(static)
-  for (int64_t t = 0; t < n_tasks; ++t) kernel(args, t * per_task, std::min(P, (t + 1) * per_task));
+  pool_->parallel_for(n_tasks, [&](int64_t begin, int64_t end, int) {
+    kernel(args, begin * per_task, std::min(P, end * per_task));
+  });
 }
 
 void CpuBackend::attention(Tensor out, Tensor qkv, int layer) {
@@ -310,27 +317,26 @@ void CpuBackend::attention(Tensor out, Tensor qkv, int layer) {
     return cache + ((b * config_.n_layer + layer) * n_ctx + p) * C;
   };
   // Append this step's k, v at positions [pos, pos + T) of each sequence.
-#pragma omp parallel for num_threads(n_threads_) schedule(static)
-  for (int64_t n = 0; n < B * T; ++n) {
-    const int64_t b = n / T, t = n % T;
-    const float* row = qkv.f32() + n * 3 * C;
-    std::memcpy(cache_row(kc, b, pos + t), row + C, C * sizeof(float));
-    std::memcpy(cache_row(vc, b, pos + t), row + 2 * C, C * sizeof(float));
-  }
+  pool_->parallel_for(B * T, [&](int64_t begin, int64_t end, int) {
+    for (int64_t n = begin; n < end; ++n) {
+      const int64_t b = n / T, t = n % T;
+      const float* row = qkv.f32() + n * 3 * C;
+      std::memcpy(cache_row(kc, b, pos + t), row + C, C * sizeof(float));
+      std::memcpy(cache_row(vc, b, pos + t), row + 2 * C, C * sizeof(float));
+    }
+  });
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const auto query = kernels_.attention_query;
   const int64_t n_tasks = B * H * T;
-#pragma omp parallel num_threads(n_threads_)
-  {
-    float* scores = scratch_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx;
-#pragma omp for schedule(static, 1)
-    for (int64_t task = 0; task < n_tasks; ++task) {
+  pool_->parallel_for(n_tasks, [&](int64_t begin, int64_t end, int thread) {
+    float* scores = scratch_.data() + static_cast<size_t>(thread) * n_ctx;
+    for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / (H * T), h = (task / T) % H, t = task % T;
       const int64_t n = b * T + t;
       query(out.f32() + n * C + h * hd, qkv.f32() + n * 3 * C + h * hd, cache_row(kc, b, 0) + h * hd,
             cache_row(vc, b, 0) + h * hd, C, pos + t + 1, hd, scale, scores);
     }
-  }
+  });
 }
 
 void CpuBackend::take_last(Tensor out, Tensor in) {
