@@ -142,7 +142,9 @@ for f in sorted(log.glob("bench_*.log")):
     try:
         j = json.loads(text[start:])
     except Exception:
-        print(f"| {f.stem[6:]} | failed: see {f.name} | | | | | |")
+        lines = [l for l in text.splitlines() if l.strip()]
+        why = lines[-1][:100] if lines else "no output"
+        print(f"| {f.stem[6:]} | failed ({f.name}): {why} | | | | | |")
         continue
     dev = j.get("peak_device_bytes") or -1
     for r in j.get("results", []):

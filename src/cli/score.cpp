@@ -23,6 +23,7 @@
 #include "cli/common.h"
 #include "cli/score_windows.h"
 #include "common/error.h"
+#include "common/files.h"
 
 namespace gpt2::cli {
 namespace {
@@ -56,11 +57,14 @@ struct ScoreResult {
 };
 
 // The hyper-parameters of -m MODEL without loading its weights, so that bad --window values
-// are rejected before a multi-gigabyte load.
+// are rejected before a multi-gigabyte load. A directory without config.json goes to the
+// loader, whose error says what the directory lacks.
 Config peek_config(const std::string& spec) {
   const std::string random_prefix = "random:";
   if (spec.rfind(random_prefix, 0) == 0) return Config::preset(spec.substr(random_prefix.size()));
-  return Config::from_json_file(spec + "/config.json");
+  const std::string config_path = spec + "/config.json";
+  if (file_exists(config_path)) return Config::from_json_file(config_path);
+  return load_model(spec).config;
 }
 
 // "[#####     ] 3/10 windows" redrawn in place on stderr; only when stderr is a terminal, so

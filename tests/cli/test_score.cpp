@@ -402,4 +402,11 @@ TEST_CASE("score: errors", "[score][cli]") {
     CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);  // one line
     CHECK(run.out.empty());
   }
+
+  // A missing model: the loader's one-line error naming the path, exit 1.
+  const Run missing = run_gpt2({"score", "-m", tiny_dir + "/no-such-model", "-p", "hi"});
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.rfind("error:", 0) == 0);
+  CHECK(missing.err.find("no-such-model") != std::string::npos);
+  CHECK(std::count(missing.err.begin(), missing.err.end(), '\n') == 1);
 }

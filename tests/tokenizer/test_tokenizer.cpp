@@ -6,12 +6,16 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "common/error.h"
+#include "common/files.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -448,4 +452,49 @@ TEST_CASE("malformed or unreadable vocabulary files give a clear error", "[token
     dir.write("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [1]}}");
     CHECK_THAT(error_of(dir.path), Contains("merge 0 is neither"));
   }
+}
+
+TEST_CASE("one Tokenizer encodes from several threads at once", "[tokenizer]") {
+  // The vocabulary is shared and read-only; each encode call has its own piece cache.
+  const Tokenizer tok = Tokenizer::builtin();
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "Thread " + std::to_string(i) + " says: it's 你好, naïve café 👍🏽!\n";
+  const Ids want = tok.encode(text);
+  std::vector<Ids> got(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < got.size(); ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) got[t] = tok.encode(text);
+    });
+  for (auto& th : threads) th.join();
+  for (const Ids& ids : got) CHECK(ids == want);
+}
+
+TEST_CASE("a Hugging Face tokenizer.json of GPT-2 gives the built-in vocabulary", "[tokenizer]") {
+  // Written here from encoder.json + vocab.bpe in the layout transformers saves: model.vocab,
+  // model.merges as "a b" strings, added_tokens with <|endoftext|>.
+  const std::string data = GPT2_TEST_DATA "/../../src/tokenizer/data";
+  auto vocab = nlohmann::json::parse(read_file(data + "/encoder.json"));
+  nlohmann::json merges = nlohmann::json::array();
+  const std::string bpe = read_file(data + "/vocab.bpe");
+  std::size_t pos = bpe.find('\n') + 1;  // after "#version: 0.2"
+  while (pos < bpe.size()) {
+    const std::size_t eol = bpe.find('\n', pos);
+    if (eol > pos) merges.push_back(bpe.substr(pos, eol - pos));
+    pos = eol + 1;
+  }
+  REQUIRE(merges.size() == 50000);
+  const nlohmann::json doc = {
+      {"version", "1.0"},
+      {"added_tokens", {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}}},
+      {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
+  TempDir dir;
+  dir.write("tokenizer.json", doc.dump());
+  const Tokenizer tok = Tokenizer::from_dir(dir.path);
+  const Tokenizer builtin = Tokenizer::builtin();
+  REQUIRE(tok.n_vocab() == 50257);
+  CHECK(tok.eot() == 50256);
+  const std::string text = "Hugging Face's GPT2TokenizerFast: \"tokenizer.json\" 123 你好 👨‍👩‍👧 <|endoftext|>x";
+  CHECK(tok.encode(text) == builtin.encode(text));
+  for (int32_t id = 0; id < 50257; id += 97) CHECK(tok.token_bytes(id) == builtin.token_bytes(id));
 }

@@ -16,7 +16,7 @@
 //   work; kernels read the position from there, so a captured decode graph replays at any pos.
 //
 // Ops: prefill GEMMs (rows > 8) use cuBLASLt (bf16/fp16 tensor cores, fp32 accumulation and
-// output, bias epilogue); decode GEMMs (rows <= 8) use the streaming GEMV of kernels/gemv.cu
+// output, bias epilogue; classic cuBLAS GemmEx where cuBLASLt offers no algorithm); decode GEMMs (rows <= 8) use the streaming GEMV of kernels/gemv.cu
 // with bias and GELU fused. The bias of c_attn is deferred from linear() to attention(), where
 // kernels/kv_cache.cu (prefill) or kernels/attention_decode.cu (decode) adds it while writing
 // K and V to the cache. Any other op that reads the QKV buffer first applies the bias
@@ -30,6 +30,7 @@
 #include "runtime/cuda/cuda_backend.h"
 
 #include <cublasLt.h>
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -64,7 +65,7 @@ void check_cuda(cudaError_t err, const char* call, int line) {
 
 void check_cublas(cublasStatus_t status, const char* call, int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
-  throw Error(std::string("cuBLASLt error: ") + cublasLtGetStatusString(status) + " (" + call +
+  throw Error(std::string("cuBLAS error: ") + cublasLtGetStatusString(status) + " (" + call +
               ", cuda_backend.cpp:" + std::to_string(line) + ")");
 }
 
@@ -222,6 +223,10 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     GPT2_CUBLAS_CHECK(cublasLtCreate(&lt_));
     workspace_ = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace", &stats_);
+    // Classic cuBLAS: the fallback for GEMM shapes cuBLASLt's heuristic has no algorithm for.
+    GPT2_CUBLAS_CHECK(cublasCreate(&blas_));
+    GPT2_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    GPT2_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_.get(), kWorkspaceBytes));
     use_graphs_ = graphs_enabled();
   }
 
@@ -230,6 +235,7 @@ class CudaBackend final : public Backend {
     if (stream_) cudaStreamSynchronize(stream_);
     graphs_.clear();
     plans_.clear();
+    if (blas_) cublasDestroy(blas_);
     if (lt_) cublasLtDestroy(lt_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -276,6 +282,7 @@ class CudaBackend final : public Backend {
   std::string device_name_, cc_;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
   bool use_graphs_ = true;
   MemoryStats stats_;
   DeviceBuffer workspace_;
@@ -609,8 +616,9 @@ void CudaBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue 
   if (defer_bias) pending_ = PendingBias{out.data, b, out.rows, out.cols};
 }
 
-// The cuBLASLt configuration of one GEMM shape (cached); null when with_bias and no algorithm
-// supports the bias epilogue for these types (the caller then adds the bias itself).
+// The cuBLASLt configuration of one GEMM shape (cached); null when cuBLASLt has no algorithm
+// for it (with the bias epilogue, or at all: e.g. an fp32 output whose leading dimension is
+// the odd vocabulary size 50257); the caller then falls back.
 GemmPlan* CudaBackend::plan(int64_t m, int64_t n, int64_t k, bool with_bias, const float* bias) {
   auto key = std::make_tuple(m, n, k, with_bias);
   auto it = plans_.find(key);
@@ -648,15 +656,11 @@ GemmPlan* CudaBackend::plan(int64_t m, int64_t n, int64_t k, bool with_bias, con
   if (status == CUBLAS_STATUS_SUCCESS)
     status = cublasLtMatmulAlgoGetHeuristic(lt_, p->op, p->a, p->b, p->c, p->c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (with_bias && (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0))) {
+  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
     plans_.emplace(key, nullptr);
     return nullptr;
   }
   GPT2_CUBLAS_CHECK(status);
-  if (found == 0)
-    throw Error("cuBLASLt has no algorithm for a " + std::string(dtype_name(wdt_)) + " GEMM of " +
-                std::to_string(n) + " x " + std::to_string(k) + " by " + std::to_string(k) + " x " +
-                std::to_string(m));
   p->algo = result.algo;
   return plans_.emplace(key, std::move(p)).first->second.get();
 }
@@ -666,9 +670,17 @@ void CudaBackend::gemm(const Tensor& out, const Tensor& in, const Tensor& w, con
   GemmPlan* p = bias ? plan(out.cols, in.rows, in.cols, /*with_bias=*/true, bias) : nullptr;
   const bool bias_in_epilogue = p != nullptr;
   if (!p) p = plan(out.cols, in.rows, in.cols, /*with_bias=*/false, nullptr);
+  const float alpha = 1.0f, beta = 0.0f;
+  if (!p) {  // classic cuBLAS, same operands and layout as below
+    const cudaDataType_t ab = cuda_type(wdt_);
+    const int m = static_cast<int>(out.cols), n = static_cast<int>(in.rows), k = static_cast<int>(in.cols);
+    GPT2_CUBLAS_CHECK(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w.data, ab, k, b_matrix, ab, k,
+                                   &beta, out.data, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (bias) cuda::bias_act(out.f32(), nullptr, wdt_, bias, out.rows, out.cols, /*gelu=*/false, stream_);
+    return;
+  }
   if (bias_in_epilogue)
     GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  const float alpha = 1.0f, beta = 0.0f;
   GPT2_CUBLAS_CHECK(cublasLtMatmul(lt_, p->op, &alpha, w.data, p->a, b_matrix, p->b, &beta, out.data, p->c, out.data,
                                    p->c, &p->algo, workspace_.get(), kWorkspaceBytes, stream_));
   if (bias && !bias_in_epilogue)
