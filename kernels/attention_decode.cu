@@ -60,6 +60,7 @@ __global__ __launch_bounds__(kThreads) void attention_decode_kernel(float* out, 
   __shared__ float stat[2];
   __shared__ int is_last;
 
+  pdl_wait();
   const int split = blockIdx.x;
   const int h = blockIdx.y;
   const int b = blockIdx.z;
@@ -185,9 +186,9 @@ void attention_decode(float* out, const float* qkv, void* k_cache, void* v_cache
   const float scale_log2 = 1.4426950408889634f / sqrtf(static_cast<float>(head_dim));
   const dim3 grid(splits, n_head, batch);
   GPT2_DISPATCH_FLOAT_TYPES(dtype, "attention_decode", {
-    attention_decode_kernel<T><<<grid, kThreads, 0, stream>>>(out, qkv, static_cast<T*>(k_cache),
-                                                              static_cast<T*>(v_cache), bias, pos, n_head, n_ctx,
-                                                              splits, scale_log2, partial_o, partial_ml, counters);
+    launch_pdl("attention_decode", attention_decode_kernel<T>, grid, dim3(kThreads), 0, stream, out, qkv,
+               static_cast<T*>(k_cache), static_cast<T*>(v_cache), bias, pos, n_head, n_ctx, splits, scale_log2,
+               partial_o, partial_ml, counters);
   });
   check_launch("attention_decode");
 }

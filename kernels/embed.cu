@@ -17,6 +17,7 @@ namespace {
 template <typename T>
 __global__ void embed_kernel(float* x, const T* wte, const T* wpe, const int32_t* tokens, const int32_t* pos,
                              int n_tokens, int n_embd) {
+  pdl_wait();
   const int row = blockIdx.x;
   const int64_t token = tokens[row];
   const int64_t position = *pos + row % n_tokens;
@@ -33,8 +34,8 @@ void embed(float* x, const void* wte, const void* wpe, DType dtype, const int32_
   if (rows <= 0) return;
   if (n_tokens <= 0 || rows % n_tokens != 0) throw Error("embed: rows must be a multiple of n_tokens");
   GPT2_DISPATCH_FLOAT_TYPES(dtype, "embed", {
-    embed_kernel<T><<<rows, 256, 0, stream>>>(x, static_cast<const T*>(wte), static_cast<const T*>(wpe), tokens,
-                                              pos, n_tokens, n_embd);
+    launch_pdl("embed", embed_kernel<T>, dim3(rows), dim3(256), 0, stream, x, static_cast<const T*>(wte),
+               static_cast<const T*>(wpe), tokens, pos, n_tokens, n_embd);
   });
   check_launch("embed");
 }

@@ -36,6 +36,7 @@ template <typename W, int MAXB>
 __global__ __launch_bounds__(kThreads) void linear_gemv_kernel(float* out, const float* in, const W* w,
                                                                const float* bias, int B, int I, int O, int gelu) {
   extern __shared__ float4 staged4[];
+  pdl_wait();
   const float* staged = reinterpret_cast<const float*>(staged4);
   const float4* in4 = reinterpret_cast<const float4*>(in);
   for (int i = threadIdx.x; i < B * I / 4; i += kThreads) staged4[i] = in4[i];
@@ -139,8 +140,8 @@ void launch(float* out, const float* in, const W* w, const float* bias, int B, i
   per_sm = per_sm < 1 ? 1 : (per_sm > 2048 / kThreads ? 2048 / kThreads : per_sm);
   const int cap = g_sm_count * per_sm;
   const int grid = needed < cap ? needed : cap;
-  linear_gemv_kernel<W, MAXB><<<grid, kThreads, static_cast<size_t>(smem), stream>>>(out, in, w, bias, B, I, O,
-                                                                                      gelu ? 1 : 0);
+  launch_pdl("linear_gemv", linear_gemv_kernel<W, MAXB>, dim3(grid), dim3(kThreads), static_cast<size_t>(smem),
+             stream, out, in, w, bias, B, I, O, gelu ? 1 : 0);
 }
 
 }  // namespace

@@ -51,6 +51,7 @@ template <typename S>
 __global__ __launch_bounds__(kThreads) void layernorm_kernel(float* out, S* out16, float* x, const float* delta,
                                                              const float* g, const float* b, int cols, float eps) {
   __shared__ float scratch[kThreads / 32];
+  pdl_wait();
   const int64_t row = blockIdx.x;
   const int n4 = cols / 4;
   float4* x4 = reinterpret_cast<float4*>(x + row * cols);
@@ -115,15 +116,16 @@ void layernorm(float* out, void* out16, DType dtype16, float* x, const float* de
   if (cols % 4 != 0 || cols > kLayernormMaxCols)
     throw Error("layernorm: n_embd " + std::to_string(cols) + " must be a multiple of 4 and at most " +
                 std::to_string(kLayernormMaxCols));
-  const unsigned grid = static_cast<unsigned>(rows);
+  const dim3 grid(static_cast<unsigned>(rows)), block(kThreads);
   if (out16 && dtype16 == DType::bf16) {
-    layernorm_kernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(out, static_cast<__nv_bfloat16*>(out16), x,
-                                                                    delta, g, b, cols, eps);
+    launch_pdl("layernorm", layernorm_kernel<__nv_bfloat16>, grid, block, 0, stream, out,
+               static_cast<__nv_bfloat16*>(out16), x, delta, g, b, cols, eps);
   } else if (out16 && dtype16 == DType::f16) {
-    layernorm_kernel<__half><<<grid, kThreads, 0, stream>>>(out, static_cast<__half*>(out16), x, delta, g, b, cols,
-                                                             eps);
+    launch_pdl("layernorm", layernorm_kernel<__half>, grid, block, 0, stream, out, static_cast<__half*>(out16), x,
+               delta, g, b, cols, eps);
   } else if (!out16) {
-    layernorm_kernel<__half><<<grid, kThreads, 0, stream>>>(out, nullptr, x, delta, g, b, cols, eps);
+    launch_pdl("layernorm", layernorm_kernel<__half>, grid, block, 0, stream, out, static_cast<__half*>(nullptr), x,
+               delta, g, b, cols, eps);
   } else {
     throw Error(std::string("layernorm: unsupported 16-bit copy dtype ") + dtype_name(dtype16));
   }

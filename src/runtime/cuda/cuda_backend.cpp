@@ -23,7 +23,9 @@
 // ("settle"), so the ops keep backend.h's meaning whoever calls them.
 //
 // Decode steps (T = 1) are captured into a CUDA graph per batch size on first use and
-// replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly).
+// replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly); the
+// step's own kernels use programmatic dependent launch on sm_90 (kernels/common.cuh;
+// GPT2_CUDA_PDL=0 turns it off).
 //
 // Every CUDA / cuBLASLt call is checked and turned into a gpt2::Error naming the call;
 // out-of-memory errors say how much was asked and how much is free.
