@@ -12,6 +12,8 @@
 // The B input rows are staged once per block in shared memory as fp32 (B*I*4 bytes, up to
 // 8 * 6400 * 4 = 200 KiB for gpt2-xl's mlp c_proj; the launch grid is capped at what stays
 // resident so the staging is paid once per block, not once per row).
+// Launch: programmatic dependent launch (kernels/common.cuh); the first chunk of each warp's
+// weights is loaded before waiting for the previous kernel, since no kernel writes weights.
 // Numerics: fp32 products and sums; each lane's partial sums are combined by a warp
 // butterfly (order differs from the CPU, within fp32 rounding). Weights are read with
 // evict-first loads (__ldcs) so they do not push the activations out of L2.
@@ -32,28 +34,48 @@ int g_sm_count = 0;
 int g_smem_per_sm = 0;
 int64_t g_max_staging = 48 * 1024;
 
+// Loads one chunk (kUnroll steps of 32 lanes x 16 bytes) of rows row0 .. row0 + kRowsPerWarp - 1
+// starting at element `base`; a past-the-end row re-reads the last one (never stored).
+template <typename W>
+__device__ __forceinline__ void load_chunk(uint4 (&raw)[kUnroll][kRowsPerWarp], const W* w, int row0, int base, int I,
+                                           int O) {
+  constexpr int VEC = Pack<W>::n;
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int i = base + u * 32 * VEC;
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const int row = min(row0 + r, O - 1);
+      raw[u][r] = i < I ? __ldcs(reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * I) + i / VEC)
+                        : make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
 template <typename W, int MAXB>
 __global__ __launch_bounds__(kThreads) void linear_gemv_kernel(float* out, const float* in, const W* w,
                                                                const float* bias, int B, int I, int O, int gelu) {
   extern __shared__ float4 staged4[];
+  constexpr int VEC = Pack<W>::n;
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int rows_per_block = kWarps * kRowsPerWarp;
+  const int first_row0 = (blockIdx.x * kWarps + warp) * kRowsPerWarp;
+
+  // No kernel writes the weights, so the first chunk of this warp's first rows is requested
+  // before waiting for the previous kernel (PDL): its DRAM latency overlaps that kernel's tail.
+  // For 768-wide bf16 rows the chunk is the whole row.
+  uint4 prefetched[kUnroll][kRowsPerWarp];
+  if (first_row0 < O) load_chunk<W>(prefetched, w, first_row0, lane * VEC, I, O);
+  bool use_prefetched = first_row0 < O;
+
   pdl_wait();
   const float* staged = reinterpret_cast<const float*>(staged4);
   const float4* in4 = reinterpret_cast<const float4*>(in);
   for (int i = threadIdx.x; i < B * I / 4; i += kThreads) staged4[i] = in4[i];
   __syncthreads();
 
-  constexpr int VEC = Pack<W>::n;
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  const int rows_per_block = kWarps * kRowsPerWarp;
-
-  for (int row0 = (blockIdx.x * kWarps + warp) * kRowsPerWarp; row0 < O; row0 += gridDim.x * rows_per_block) {
-    const uint4* wrow[kRowsPerWarp];
-#pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r) {
-      const int row = min(row0 + r, O - 1);  // a past-the-end row re-reads the last one, never stored
-      wrow[r] = reinterpret_cast<const uint4*>(w + static_cast<int64_t>(row) * I);
-    }
+  for (int row0 = first_row0; row0 < O; row0 += gridDim.x * rows_per_block) {
     float acc[kRowsPerWarp][MAXB];
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r)
@@ -62,11 +84,14 @@ __global__ __launch_bounds__(kThreads) void linear_gemv_kernel(float* out, const
 
     for (int base = lane * VEC; base < I; base += 32 * VEC * kUnroll) {
       uint4 raw[kUnroll][kRowsPerWarp];
+      if (use_prefetched) {  // the first chunk of the first rows
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int i = base + u * 32 * VEC;
+        for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r) raw[u][r] = i < I ? __ldcs(wrow[r] + i / VEC) : make_uint4(0, 0, 0, 0);
+          for (int r = 0; r < kRowsPerWarp; ++r) raw[u][r] = prefetched[u][r];
+        use_prefetched = false;
+      } else {
+        load_chunk<W>(raw, w, row0, base, I, O);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
@@ -135,9 +160,15 @@ void launch(float* out, const float* in, const W* w, const float* bias, int B, i
   const int64_t smem = static_cast<int64_t>(B) * I * 4;
   const int rows_per_block = kWarps * kRowsPerWarp;
   const int needed = (O + rows_per_block - 1) / rows_per_block;
-  // Blocks that stay resident per SM given the staging; more would only re-stage the input.
-  int per_sm = static_cast<int>(g_smem_per_sm / (smem + 1024));
-  per_sm = per_sm < 1 ? 1 : (per_sm > 2048 / kThreads ? 2048 / kThreads : per_sm);
+  // Blocks that stay resident per SM (registers and staging); more would only queue and
+  // re-stage the input.
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, linear_gemv_kernel<W, MAXB>, kThreads,
+                                                    static_cast<size_t>(smem)) != cudaSuccess) {
+    cudaGetLastError();
+    per_sm = static_cast<int>(g_smem_per_sm / (smem + 1024));
+  }
+  per_sm = per_sm < 1 ? 1 : per_sm;
   const int cap = g_sm_count * per_sm;
   const int grid = needed < cap ? needed : cap;
   launch_pdl("linear_gemv", linear_gemv_kernel<W, MAXB>, dim3(grid), dim3(kThreads), static_cast<size_t>(smem),

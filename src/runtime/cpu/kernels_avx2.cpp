@@ -33,10 +33,12 @@ namespace gpt2::cpu::avx2 {
 #define GPT2_ISA_AVX2 1
 #define GPT2_MR 4
 #define GPT2_MR_INT8 2
+#define GPT2_NR_GEMV 2
 #define GPT2_NR 1
 #include "runtime/cpu/kernels.inc"
 #undef GPT2_MR
 #undef GPT2_NR
+#undef GPT2_NR_GEMV
 #undef GPT2_MR_INT8
 }  // namespace gpt2::cpu::avx2
 
@@ -47,7 +49,7 @@ namespace gpt2::cpu::avx2 {
 
 const KernelTable* table() {
 #if GPT2_HAVE_AVX2_KERNELS
-  static const KernelTable t{Isa::avx2, 1, linear_panels, attention_query, layernorm_row};
+  static const KernelTable t{Isa::avx2, 2, linear_panels, attention_query, layernorm_row};
   return &t;
 #else
   return nullptr;

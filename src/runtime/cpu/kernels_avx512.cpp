@@ -33,10 +33,12 @@ namespace gpt2::cpu::avx512 {
 #define GPT2_ISA_AVX512 1
 #define GPT2_MR 8
 #define GPT2_MR_INT8 4
+#define GPT2_NR_GEMV 6
 #define GPT2_NR 3
 #include "runtime/cpu/kernels.inc"
 #undef GPT2_MR
 #undef GPT2_NR
+#undef GPT2_NR_GEMV
 #undef GPT2_MR_INT8
 }  // namespace gpt2::cpu::avx512
 
@@ -47,7 +49,7 @@ namespace gpt2::cpu::avx512 {
 
 const KernelTable* table() {
 #if GPT2_HAVE_AVX512_KERNELS
-  static const KernelTable t{Isa::avx512, 3, linear_panels, attention_query, layernorm_row};
+  static const KernelTable t{Isa::avx512, 6, linear_panels, attention_query, layernorm_row};
   return &t;
 #else
   return nullptr;

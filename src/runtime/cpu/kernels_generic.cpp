@@ -16,10 +16,12 @@ namespace gpt2::cpu::generic {
 
 #define GPT2_MR 2
 #define GPT2_MR_INT8 1
+#define GPT2_NR_GEMV 1
 #define GPT2_NR 1
 #include "runtime/cpu/kernels.inc"
 #undef GPT2_MR
 #undef GPT2_NR
+#undef GPT2_NR_GEMV
 #undef GPT2_MR_INT8
 
 const KernelTable* table() {
