@@ -1,61 +1,29 @@
 // `gpt2 bench` end to end on the tiny synthetic model: the --json schema, the table, and usage
 // errors. Speeds are never asserted (a shared test machine has none to promise), only that
 // they are measured: positive, and median within [min, max].
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
-#include <cstdlib>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
+
 namespace {
 
+using gpt2::test::Run;
+using gpt2::test::run_gpt2;
 using nlohmann::json;
 
-struct Run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-// Runs `gpt2 ARGS...` with stdin from /dev/null; captures stdout, stderr, exit code.
-Run run_gpt2(const std::vector<std::string>& args) {
-  char err_path[] = "/tmp/gpt2_test_bench_err_XXXXXX";
-  const int fd = mkstemp(err_path);
-  REQUIRE(fd >= 0);
-  close(fd);
-  std::string cmd = shell_quote(GPT2_BINARY);
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  cmd += " </dev/null 2>" + shell_quote(err_path);
-  Run run;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) run.out.append(buf, n);
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream in(err_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  run.err = ss.str();
-  std::remove(err_path);
-  return run;
-}
-
 const std::string tiny_dir = std::string(GPT2_TEST_DATA) + "/models/tiny-gpt2";
+
+// Runs `gpt2 bench` on the tiny model, on the CPU with one thread, with the options `extra`.
+Run bench(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run_gpt2(args);
+}
 
 int tiny_n_ctx() {
   std::ifstream in(tiny_dir + "/config.json");
@@ -76,8 +44,7 @@ void check_stats(const json& s) {
 }  // namespace
 
 TEST_CASE("bench --json: schema and measured values", "[bench][cli]") {
-  const Run run = run_gpt2({"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--prompt-tokens", "4",
-                            "--gen-tokens", "3", "--batch", "1,2", "--reps", "3", "--json"});
+  const Run run = bench({"--prompt-tokens", "4", "--gen-tokens", "3", "--batch", "1,2", "--reps", "3", "--json"});
   INFO("stderr: " << run.err);
   REQUIRE(run.exit_code == 0);
   const json j = json::parse(run.out);
@@ -112,8 +79,7 @@ TEST_CASE("bench --json: schema and measured values", "[bench][cli]") {
 }
 
 TEST_CASE("bench --gen-tokens 0 measures prefill only", "[bench][cli]") {
-  const Run run = run_gpt2({"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--prompt-tokens", "2",
-                            "--gen-tokens", "0", "--batch", "3", "--reps", "1", "--json"});
+  const Run run = bench({"--prompt-tokens", "2", "--gen-tokens", "0", "--batch", "3", "--reps", "1", "--json"});
   INFO("stderr: " << run.err);
   REQUIRE(run.exit_code == 0);
   const json j = json::parse(run.out);
@@ -124,8 +90,7 @@ TEST_CASE("bench --gen-tokens 0 measures prefill only", "[bench][cli]") {
 }
 
 TEST_CASE("bench: the table", "[bench][cli]") {
-  const Run run = run_gpt2({"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--prompt-tokens", "5",
-                            "--gen-tokens", "2", "--batch", "2", "--reps", "1"});
+  const Run run = bench({"--prompt-tokens", "5", "--gen-tokens", "2", "--batch", "2", "--reps", "1"});
   INFO("stderr: " << run.err);
   REQUIRE(run.exit_code == 0);
   CHECK(run.out.find("| batch | test") != std::string::npos);
@@ -146,10 +111,10 @@ TEST_CASE("bench: usage errors", "[bench][cli]") {
       {"--batch", ""},
   };
   for (const auto& extra : cases) {
-    std::vector<std::string> args = {"bench", "-m", tiny_dir, "--device", "cpu", "--threads", "1"};
+    std::vector<std::string> args;
     if (extra[0] != "--reps") args.insert(args.end(), {"--reps", "1"});
     args.insert(args.end(), extra.begin(), extra.end());
-    const Run run = run_gpt2(args);
+    const Run run = bench(args);
     INFO("args: " << extra[0] << " " << extra[1]);
     INFO("stderr: " << run.err);
     CHECK(run.exit_code == 2);

@@ -2,65 +2,30 @@
 // (tests/data/models/tiny-gpt2, n_ctx 256), whose expected.json holds the greedy
 // continuation of an independent PyTorch implementation: option errors, greedy output,
 // streaming and echo, seeds, stop strings, the context end, JSON.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
 
+using gpt2::test::Run;
+using gpt2::test::run_gpt2;
+using gpt2::test::TempFile;
 using nlohmann::json;
 
 const std::string kTiny = std::string(GPT2_TEST_DATA) + "/models/tiny-gpt2";
 
-struct Run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Runs `gpt2 generate ARGS...` with stdin from /dev/null.
 Run generate(const std::vector<std::string>& args) {
-  char err_path[] = "/tmp/gpt2_test_generate_err_XXXXXX";
-  const int fd = mkstemp(err_path);
-  REQUIRE(fd >= 0);
-  close(fd);
-  std::string cmd = quote(GPT2_BINARY) + " generate";
-  for (const std::string& a : args) cmd += " " + quote(a);
-  cmd += " </dev/null 2>" + quote(err_path);
-  Run run;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) run.out.append(buf, n);
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  run.err = read_all(err_path);
-  unlink(err_path);
-  return run;
+  std::vector<std::string> full = {"generate"};
+  full.insert(full.end(), args.begin(), args.end());
+  return run_gpt2(full);
 }
 
 json expected() {
@@ -212,14 +177,9 @@ TEST_CASE("gpt2 generate: an empty prompt starts from <|endoftext|>; -f reads a 
   CHECK(j.at("prompt_tokens") == json::array({50256}));
   CHECK(j["samples"][0].at("tokens").size() == 3);
 
-  char path[] = "/tmp/gpt2_test_generate_prompt_XXXXXX";
-  const int fd = mkstemp(path);
-  REQUIRE(fd >= 0);
-  close(fd);
   const json exp = expected();
-  std::ofstream(path, std::ios::binary) << exp.at("prompt_text").get<std::string>();
-  const json f = parse_json(generate({"-m", kTiny, "-f", path, "-n", "4", "--greedy", "--json"}));
-  unlink(path);
+  const TempFile prompt_file(exp.at("prompt_text").get<std::string>());
+  const json f = parse_json(generate({"-m", kTiny, "-f", prompt_file.path, "-n", "4", "--greedy", "--json"}));
   CHECK(f.at("prompt_tokens") == exp.at("prompt"));
   const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
   CHECK(f["samples"][0].at("tokens").get<std::vector<int32_t>>() ==

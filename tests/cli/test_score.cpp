@@ -1,90 +1,30 @@
 // `gpt2 score`: the sliding-window plan and log-softmax directly, then the command end to end
 // on the tiny synthetic model (tests/data/models/tiny-gpt2), whose expected.json holds per-token
 // log-probabilities computed by an independent PyTorch implementation.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <fstream>
-#include <sstream>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
 #include "cli/score_windows.h"
 
 namespace {
 
 using nlohmann::json;
 using gpt2::cli::ScoreWindow;
-
-// ---------------------------------------------------------------- running the binary
-
-struct Run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs `gpt2 ARGS...` with stdin from /dev/null; captures stdout, stderr, exit code.
-Run run_gpt2(const std::vector<std::string>& args) {
-  char err_path[] = "/tmp/gpt2_test_score_err_XXXXXX";
-  const int fd = mkstemp(err_path);
-  REQUIRE(fd >= 0);
-  close(fd);
-  std::string cmd = shell_quote(GPT2_BINARY);
-  for (const std::string& a : args) cmd += " " + shell_quote(a);
-  cmd += " </dev/null 2>" + shell_quote(err_path);
-  Run run;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) run.out.append(buf, n);
-  const int status = pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  run.err = slurp(err_path);
-  std::remove(err_path);
-  return run;
-}
-
-// A temporary file holding `bytes`, removed when the object goes.
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::string& bytes) {
-    char name[] = "/tmp/gpt2_test_score_text_XXXXXX";
-    const int fd = mkstemp(name);
-    REQUIRE(fd >= 0);
-    close(fd);
-    path = name;
-    std::ofstream(path, std::ios::binary) << bytes;
-  }
-  ~TempFile() { std::remove(path.c_str()); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-};
+using gpt2::test::read_bytes;
+using gpt2::test::Run;
+using gpt2::test::run_gpt2;
+using gpt2::test::TempFile;
 
 const std::string tiny_dir = std::string(GPT2_TEST_DATA) + "/models/tiny-gpt2";
 
-json tiny_config() { return json::parse(slurp(tiny_dir + "/config.json")); }
+json tiny_config() { return json::parse(read_bytes(tiny_dir + "/config.json")); }
 
 json score_json(const std::string& text, std::vector<std::string> extra = {}) {
   TempFile file(text);
@@ -182,7 +122,7 @@ TEST_CASE("score top ids: most likely first, ties by id, k clamped to the vocabu
 // expected.json (tools/reference/gpt2_reference.py, float64): "prompt_text", its ids "prompt",
 // "logprobs" (null first), "bos_logprobs" (after <|endoftext|>), "next_top10" [{id, logprob}].
 TEST_CASE("score --json equals the reference log-probabilities", "[score][cli]") {
-  const json expected = json::parse(slurp(tiny_dir + "/expected.json"));
+  const json expected = json::parse(read_bytes(tiny_dir + "/expected.json"));
   const double tolerance = expected.value("tolerance", 1e-4);
   const std::string text = expected.at("prompt_text").get<std::string>();
   const json& ref_ids = expected.at("prompt");

@@ -3,58 +3,23 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
-#include "common/files.h"
+#include "cli/cli_run.h"
 #include "tokenizer/tokenizer.h"
 
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string out;  // stdout, bytes as written
-  std::string err;  // stderr
-};
-
-// A file under /tmp that is removed at the end of the test.
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::string& bytes = "") {
-    char name[] = "/tmp/gpt2_tokenize_XXXXXX";
-    const int fd = mkstemp(name);
-    REQUIRE(fd >= 0);
-    close(fd);
-    path = name;
-    std::ofstream(path, std::ios::binary) << bytes;
-  }
-  ~TempFile() { std::remove(path.c_str()); }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-};
-
-// Runs `gpt2 ARGS` with stdin from `stdin_path` (default /dev/null).
-Run run_gpt2(const std::string& args, const std::string& stdin_path = "/dev/null") {
-  TempFile err;
-  const std::string command =
-      std::string("'") + GPT2_BINARY + "' " + args + " <'" + stdin_path + "' 2>'" + err.path + "'";
-  Run run;
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buffer[4096];
-  std::size_t n;
-  while ((n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.out.append(buffer, n);
-  const int status = pclose(pipe);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  run.err = gpt2::read_file(err.path);
-  return run;
-}
+using gpt2::test::Run;
+using gpt2::test::run_gpt2;
+using gpt2::test::TempFile;
 
 std::vector<int32_t> parse_ids(const std::string& line) {
   std::vector<int32_t> ids;
@@ -77,22 +42,22 @@ const std::string kAwkwardBytes(kAwkward, sizeof kAwkward - 1);
 }  // namespace
 
 TEST_CASE("tokenize prints ids separated by spaces", "[cli][tokenize]") {
-  const Run r = run_gpt2("tokenize -p 'Hello world'");
-  CHECK(r.status == 0);
+  const Run r = run_gpt2({"tokenize", "-p", "Hello world"});
+  CHECK(r.exit_code == 0);
   CHECK(r.out == "15496 995\n");
   CHECK(r.err.empty());
 }
 
 TEST_CASE("tokenize --count prints the number of tokens only", "[cli][tokenize]") {
-  CHECK(run_gpt2("tokenize --count -p 'Hello world, again'").out == "4\n");
-  const Run json = run_gpt2("tokenize --count --json -p 'Hello world'");
-  CHECK(json.status == 0);
+  CHECK(run_gpt2({"tokenize", "--count", "-p", "Hello world, again"}).out == "4\n");
+  const Run json = run_gpt2({"tokenize", "--count", "--json", "-p", "Hello world"});
+  CHECK(json.exit_code == 0);
   CHECK(nlohmann::json::parse(json.out) == nlohmann::json{{"n_tokens", 2}});
 }
 
 TEST_CASE("tokenize --json prints ids and token strings", "[cli][tokenize]") {
-  const Run r = run_gpt2("tokenize --json -p 'Hello world'");
-  REQUIRE(r.status == 0);
+  const Run r = run_gpt2({"tokenize", "--json", "-p", "Hello world"});
+  REQUIRE(r.exit_code == 0);
   const auto doc = nlohmann::json::parse(r.out);
   CHECK(doc.at("ids") == nlohmann::json::array({15496, 995}));
   CHECK(doc.at("tokens") == nlohmann::json::array({"Hello", " world"}));
@@ -102,12 +67,12 @@ TEST_CASE("tokenize -f takes the file's bytes exactly; --json stays valid UTF-8"
   TempFile input(kAwkwardBytes);
   const auto expected = gpt2::Tokenizer::builtin().encode(kAwkwardBytes);
 
-  const Run plain = run_gpt2("tokenize -f '" + input.path + "'");
-  REQUIRE(plain.status == 0);
+  const Run plain = run_gpt2({"tokenize", "-f", input.path});
+  REQUIRE(plain.exit_code == 0);
   CHECK(parse_ids(plain.out) == expected);
 
-  const Run json = run_gpt2("tokenize --json -f '" + input.path + "'");
-  REQUIRE(json.status == 0);
+  const Run json = run_gpt2({"tokenize", "--json", "-f", input.path});
+  REQUIRE(json.exit_code == 0);
   CHECK(is_valid_utf8(json.out));
   const auto doc = nlohmann::json::parse(json.out);  // throws on invalid UTF-8
   CHECK(doc.at("ids").get<std::vector<int32_t>>() == expected);
@@ -120,59 +85,57 @@ TEST_CASE("tokenize -f takes the file's bytes exactly; --json stays valid UTF-8"
 }
 
 TEST_CASE("tokenize reads stdin with -p - or with no input option", "[cli][tokenize]") {
-  TempFile input("Hello world");
-  CHECK(run_gpt2("tokenize -p -", input.path).out == "15496 995\n");
-  CHECK(run_gpt2("tokenize", input.path).out == "15496 995\n");
-  CHECK(run_gpt2("tokenize").out == "\n");  // empty stdin: no tokens
+  CHECK(run_gpt2({"tokenize", "-p", "-"}, "Hello world").out == "15496 995\n");
+  CHECK(run_gpt2({"tokenize"}, "Hello world").out == "15496 995\n");
+  CHECK(run_gpt2({"tokenize"}).out == "\n");  // empty stdin: no tokens
 }
 
 TEST_CASE("tokenize --decode writes the exact bytes back", "[cli][tokenize]") {
-  const Run hello = run_gpt2("tokenize --decode '15496 995'");
-  CHECK(hello.status == 0);
+  const Run hello = run_gpt2({"tokenize", "--decode", "15496 995"});
+  CHECK(hello.exit_code == 0);
   CHECK(hello.out == "Hello world");  // no newline added
-  CHECK(run_gpt2("tokenize --decode '[15496, 11, 995]'").out == "Hello, world");
+  CHECK(run_gpt2({"tokenize", "--decode", "[15496, 11, 995]"}).out == "Hello, world");
 
   // Round trip of awkward bytes: ids from -f, back to the same bytes.
   TempFile input(kAwkwardBytes);
-  const Run ids = run_gpt2("tokenize -f '" + input.path + "'");
-  REQUIRE(ids.status == 0);
+  const Run ids = run_gpt2({"tokenize", "-f", input.path});
+  REQUIRE(ids.exit_code == 0);
   std::string id_list = ids.out;
   id_list.pop_back();  // newline
-  const Run back = run_gpt2("tokenize --decode '" + id_list + "'");
-  CHECK(back.status == 0);
+  const Run back = run_gpt2({"tokenize", "--decode", id_list});
+  CHECK(back.exit_code == 0);
   CHECK(back.out == kAwkwardBytes);
 
   // --decode - reads the ids from stdin; --json adds the text, made valid UTF-8.
-  TempFile id_file(ids.out);
-  CHECK(run_gpt2("tokenize --decode -", id_file.path).out == kAwkwardBytes);
-  const Run json = run_gpt2("tokenize --json --decode '" + id_list + "'");
-  REQUIRE(json.status == 0);
+  CHECK(run_gpt2({"tokenize", "--decode", "-"}, ids.out).out == kAwkwardBytes);
+  const Run json = run_gpt2({"tokenize", "--json", "--decode", id_list});
+  REQUIRE(json.exit_code == 0);
   CHECK(is_valid_utf8(json.out));
   const auto doc = nlohmann::json::parse(json.out);
   CHECK(doc.at("text") == gpt2::to_valid_utf8(kAwkwardBytes));
 }
 
 TEST_CASE("tokenize: <|endoftext|> is special unless --no-special", "[cli][tokenize]") {
-  CHECK(run_gpt2("tokenize -p 'a<|endoftext|>b'").out == "64 50256 65\n");
-  CHECK(run_gpt2("tokenize --no-special -p '<|endoftext|>'").out == "27 91 437 1659 5239 91 29\n");
+  CHECK(run_gpt2({"tokenize", "-p", "a<|endoftext|>b"}).out == "64 50256 65\n");
+  CHECK(run_gpt2({"tokenize", "--no-special", "-p", "<|endoftext|>"}).out == "27 91 437 1659 5239 91 29\n");
 }
 
 TEST_CASE("tokenize errors: one line, 'error:', exit 2 for usage and 1 for files", "[cli][tokenize]") {
   auto check_error = [](const Run& r, int status, const std::string& words) {
     INFO("stderr: " << r.err);
-    CHECK(r.status == status);
+    CHECK(r.exit_code == status);
     CHECK(r.out.empty());
     CHECK(r.err.rfind("error:", 0) == 0);
     CHECK(r.err.find(words) != std::string::npos);
     CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
   };
-  check_error(run_gpt2("tokenize --decode '15496 abc'"), 2, "'abc' is not a token id");
-  check_error(run_gpt2("tokenize --decode 50257"), 2, "outside the vocabulary");
-  check_error(run_gpt2("tokenize --decode 1 -p x"), 2, "--decode");
-  check_error(run_gpt2("tokenize -p x -f /dev/null"), 2, "exclude");
-  check_error(run_gpt2("tokenize --no-such-option -p x"), 2, "no-such-option");
-  check_error(run_gpt2("tokenize -f /nonexistent/input.txt"), 1, "/nonexistent/input.txt");
-  check_error(run_gpt2("tokenize -m /nonexistent/model -p x"), 1, "not a model directory");
+  check_error(run_gpt2({"tokenize", "--decode", "15496 abc"}), 2, "'abc' is not a token id");
+  check_error(run_gpt2({"tokenize", "--decode", "50257"}), 2, "outside the vocabulary");
+  check_error(run_gpt2({"tokenize", "--decode", "1", "-p", "x"}), 2, "--decode");
+  check_error(run_gpt2({"tokenize", "-p", "x", "-f", "/dev/null"}), 2, "exclude");
+  check_error(run_gpt2({"tokenize", "--no-such-option", "-p", "x"}), 2, "no-such-option");
+  check_error(run_gpt2({"tokenize", "-f", "/nonexistent/input.txt"}), 1, "/nonexistent/input.txt");
+  check_error(run_gpt2({"tokenize", "-m", "/nonexistent/model", "-p", "x"}), 1, "not a model directory");
 
   // A model directory whose merges.txt is malformed.
   char dir[] = "/tmp/gpt2_tokenize_model_XXXXXX";
@@ -180,7 +143,7 @@ TEST_CASE("tokenize errors: one line, 'error:', exit 2 for usage and 1 for files
   const std::string vocab = std::string(dir) + "/vocab.json", merges = std::string(dir) + "/merges.txt";
   std::ofstream(vocab) << "{\"a\": 0}";
   std::ofstream(merges) << "#version: 0.2\nnot-a-pair\n";
-  const Run bad = run_gpt2("tokenize -m '" + std::string(dir) + "' -p x");
+  const Run bad = run_gpt2({"tokenize", "-m", dir, "-p", "x"});
   std::remove(vocab.c_str());
   std::remove(merges.c_str());
   rmdir(dir);
