@@ -77,10 +77,13 @@ Tokenizer load_tokenizer(const std::string& model_spec) {
 }
 
 LoadedModel load(const ModelOptions& options, const RunLimits& limits) {
+  return load(options, limits, load_tokenizer(options.model));
+}
+
+LoadedModel load(const ModelOptions& options, const RunLimits& limits, Tokenizer tokenizer) {
   const BackendOptions backend = backend_options(options);
   const auto start = std::chrono::steady_clock::now();
   HostModel host = load_model(options.model);
-  Tokenizer tokenizer = load_tokenizer(options.model);
   auto model = std::make_unique<Gpt2>(std::move(host), make_backend(backend), limits);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.verbose) {

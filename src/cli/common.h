@@ -44,5 +44,7 @@ struct LoadedModel {
   double load_seconds = 0;
 };
 LoadedModel load(const ModelOptions& options, const RunLimits& limits);
+// The same with a tokenizer the caller already has (it sized the run from the prompt).
+LoadedModel load(const ModelOptions& options, const RunLimits& limits, Tokenizer tokenizer);
 
 }  // namespace gpt2::cli

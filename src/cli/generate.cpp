@@ -84,11 +84,12 @@ void run(const GenerateArgs& args) {
 
   // The prompt's length sizes the run (activation buffers for batch x prefill tokens).
   const Special special = args.no_special ? Special::plain : Special::allow;
-  const std::vector<int32_t> prompt = load_tokenizer(args.model.model).encode(prompt_text, special);
+  Tokenizer tokenizer = load_tokenizer(args.model.model);
+  const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, special);
   RunLimits limits;
   limits.max_batch = args.num_samples;
   limits.max_tokens = std::clamp(static_cast<int>(prompt.size()), 1, kMaxPrefillChunk);
-  LoadedModel loaded = load(args.model, limits);
+  LoadedModel loaded = load(args.model, limits, std::move(tokenizer));
   if (args.model.verbose) std::cerr << "prompt: " << prompt.size() << " tokens\n";
   // Before the echo: a prompt that does not fit prints nothing but the error.
   check_prompt_fits(std::max<int>(static_cast<int>(prompt.size()), 1), loaded.model->config().n_ctx);

@@ -309,7 +309,7 @@ void run_score(const ScoreOptions& opt) {
   limits.max_batch = 1;
   limits.max_tokens = std::min(window, static_cast<int>(seq.size()));
   limits.all_logits = true;
-  LoadedModel loaded = load(opt.model, limits);
+  LoadedModel loaded = load(opt.model, limits, tokenizer);
   Gpt2& model = *loaded.model;
   const int top = std::min(opt.top, model.config().n_vocab);
 

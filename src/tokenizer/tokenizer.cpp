@@ -629,9 +629,10 @@ Tokenizer Tokenizer::builtin() {
 
 Tokenizer Tokenizer::from_dir(const std::string& dir) {
   struct stat st {};
-  if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw Error("'" + dir + "' is not a model directory (it should hold vocab.json + merges.txt, "
-                "encoder.json + vocab.bpe, or tokenizer.json)");
+  if (stat(dir.c_str(), &st) != 0)
+    throw Error("model directory '" + dir + "' not found (-m takes a model directory or random:gpt2 ...)");
+  if (!S_ISDIR(st.st_mode))
+    throw Error("'" + dir + "' is not a directory (-m takes a model directory or random:gpt2 ...)");
   const std::string base = dir.back() == '/' ? dir : dir + "/";
   // Present = any directory entry (lstat), so that a broken link or a directory in the
   // place of a file is reported by read_file() instead of silently skipped.

@@ -371,7 +371,7 @@ TEST_CASE("malformed or unreadable vocabulary files give a clear error", "[token
   };
   using Catch::Matchers::Contains;
 
-  CHECK_THAT(error_of("/nonexistent/model"), Contains("not a model directory"));
+  CHECK_THAT(error_of("/nonexistent/model"), Contains("model directory '/nonexistent/model' not found"));
   {
     TempDir dir;
     dir.write("vocab.json", tiny_vocab_json());
