@@ -2,13 +2,14 @@
 // with the vectorized kernels of cpu_kernels.h (AVX-512, AVX2 or generic, chosen at run time).
 //
 // Memory (RAII, allocated once in load()):
-//   weights: ONE 64-byte-aligned allocation. Linear weights (attn_qkv_w, attn_proj_w,
+//   weights: ONE allocation (huge pages on Linux). Linear weights (attn_qkv_w, attn_proj_w,
 //     mlp_fc_w, mlp_proj_w and the tied wte/lm_head [V, C]) are packed in panels of 16 outputs
 //     (cpu_kernels.h) in the weight dtype: fp32, bf16 (math in fp32), or int8 (weight-only,
 //     one fp32 scale per group of 64 inputs, quantized at load from the fp32 weights).
 //     wpe, LayerNorm gains and all biases stay fp32, row-major.
-//   KV cache: k and v, each [max_batch, n_layer, n_ctx, C] fp32 (heads side by side in C).
-//   activations: alloc() hands out zeroed, aligned [rows, cols] fp32 buffers.
+//   KV cache: k and v, each [max_batch, n_layer, n_head, n_ctx, head_dim] fp32 (head-major, so
+//     one head's keys are contiguous for the decode step's attention).
+//   activations: alloc() hands out zeroed, 64-byte-aligned [rows, cols] fp32 buffers.
 //
 // Parallelization (tasks claimed dynamically; no reduction is ever split, so results do not
 // depend on the thread count or on which thread runs what):
@@ -25,6 +26,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "common/error.h"
 #include "runtime/cpu/cpu_kernels.h"
 #include "runtime/cpu/thread_pool.h"
@@ -33,6 +38,7 @@ namespace gpt2 {
 namespace {
 
 constexpr int32_t kInt8GroupSize = 64;
+constexpr size_t kHugePage = size_t{2} << 20;
 
 enum class Fill { zero, none };
 
@@ -43,10 +49,17 @@ class AlignedBuffer {
  public:
   AlignedBuffer() = default;
   explicit AlignedBuffer(size_t bytes, Fill fill = Fill::zero) : bytes_(bytes) {
-    const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-    data_ = std::aligned_alloc(64, rounded);
+    // Large buffers (weights, KV cache) are 2 MiB aligned and asked to be backed by huge
+    // pages before first touch: decode streams every weight once per token, and 4 KiB pages
+    // would cost a TLB miss every 4 KiB.
+    const size_t align = bytes >= kHugePage ? kHugePage : 64;
+    const size_t rounded = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+    data_ = std::aligned_alloc(align, rounded);
     if (!data_)
       throw Error("out of host memory: cannot allocate " + std::to_string(bytes >> 20) + " MiB for the CPU backend");
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (align == kHugePage) madvise(data_, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
+#endif
     if (fill == Fill::zero) std::memset(data_, 0, rounded);
   }
   AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) {
@@ -147,7 +160,7 @@ class CpuBackend final : public Backend {
   int max_batch_ = 0;
   AlignedBuffer weight_storage_;
   ModelWeights weights_;
-  AlignedBuffer k_cache_, v_cache_;  // [max_batch, n_layer, n_ctx, C] each
+  AlignedBuffer k_cache_, v_cache_;  // [max_batch, n_layer, n_head, n_ctx, head_dim] each
   std::vector<AlignedBuffer> buffers_;
   StepShape shape_;
   std::vector<int32_t> tokens_;
@@ -313,16 +326,19 @@ void CpuBackend::attention(Tensor out, Tensor qkv, int layer) {
     throw Error("internal: attention shapes do not match");
   float* kc = static_cast<float*>(k_cache_.data());
   float* vc = static_cast<float*>(v_cache_.data());
-  auto cache_row = [&](float* cache, int64_t b, int64_t p) {
-    return cache + ((b * config_.n_layer + layer) * n_ctx + p) * C;
+  // Head-major cache: the keys (values) one head attends over are one contiguous stream.
+  auto cache_at = [&](float* cache, int64_t b, int64_t h, int64_t p) {
+    return cache + (((b * config_.n_layer + layer) * H + h) * n_ctx + p) * hd;
   };
   // Append this step's k, v at positions [pos, pos + T) of each sequence.
   pool_->parallel_for(B * T, [&](int64_t begin, int64_t end, int) {
     for (int64_t n = begin; n < end; ++n) {
       const int64_t b = n / T, t = n % T;
       const float* row = qkv.f32() + n * 3 * C;
-      std::memcpy(cache_row(kc, b, pos + t), row + C, C * sizeof(float));
-      std::memcpy(cache_row(vc, b, pos + t), row + 2 * C, C * sizeof(float));
+      for (int64_t h = 0; h < H; ++h) {
+        std::memcpy(cache_at(kc, b, h, pos + t), row + C + h * hd, hd * sizeof(float));
+        std::memcpy(cache_at(vc, b, h, pos + t), row + 2 * C + h * hd, hd * sizeof(float));
+      }
     }
   });
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -333,8 +349,8 @@ void CpuBackend::attention(Tensor out, Tensor qkv, int layer) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / (H * T), h = (task / T) % H, t = task % T;
       const int64_t n = b * T + t;
-      query(out.f32() + n * C + h * hd, qkv.f32() + n * 3 * C + h * hd, cache_row(kc, b, 0) + h * hd,
-            cache_row(vc, b, 0) + h * hd, C, pos + t + 1, hd, scale, scores);
+      query(out.f32() + n * C + h * hd, qkv.f32() + n * 3 * C + h * hd, cache_at(kc, b, h, 0), cache_at(vc, b, h, 0),
+            hd, pos + t + 1, hd, scale, scores);
     }
   });
 }

@@ -45,7 +45,7 @@ struct LinearArgs {
 
 struct KernelTable {
   Isa isa;
-  int panels_per_task;  // panels one task of a parallel linear should cover (the kernel's NR)
+  int panels_per_task;  // panels per task of a parallel linear: a multiple of the tile widths
   // Computes outputs of panels [p_begin, p_end) for every row. Single-threaded.
   void (*linear_panels)(const LinearArgs& args, int64_t p_begin, int64_t p_end);
   // One query row of causal attention for one head:
