@@ -2,7 +2,7 @@
 // spirit of llama-bench. Inputs are random token ids from a fixed seed, so a benchmark needs no
 // text and no tokenizer, and two runs feed the model the same ids.
 //
-// For each batch size B: one warm-up run (first-touch page faults, OpenMP thread start-up,
+// For each batch size B: one warm-up run (first-touch page faults, thread start-up,
 // CUDA graph capture), then --reps runs of
 //   prefill: B sequences of P prompt tokens in one step (logits of the last token only),
 //            then the argmax of each sequence's logits (the first generated token);
