@@ -188,6 +188,10 @@ int64_t gemv_prepare(int64_t max_staging_bytes) {
   if (err != cudaSuccess) throw Error(std::string("gemv_prepare: ") + cudaGetErrorString(err));
   int64_t limit = max_staging_bytes < optin ? max_staging_bytes : optin;
   if (limit < 48 * 1024) limit = 48 * 1024;
+  // Never lower the limit: the kernels' attribute is process-wide, and a backend loaded earlier
+  // with a larger max_batch or n_embd (still alive, perhaps holding a captured decode graph
+  // whose GEMV nodes use that much staging) must keep launching. A higher limit costs nothing.
+  if (limit < g_max_staging) limit = g_max_staging;
   const int bytes = static_cast<int>(limit);
   set_smem_limit<float, 1>(bytes);
   set_smem_limit<float, kGemvMaxRows>(bytes);

@@ -98,14 +98,25 @@ fi
 if [[ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]]; then
   phase test_cuda 180 build-gpu/test_cuda --durations yes || status=1
   tail -5 "$LOG/test_cuda.log"
+  # The backend falls back to eager decode steps when graph capture fails (a note on stderr):
+  # the tests then pass without having exercised graph replay. Say so loudly.
+  grep -m1 "graph capture of the decode step failed" "$LOG/test_cuda.log" &&
+    stamp "WARNING: decode CUDA graphs fell back to eager execution (line above); graph replay untested"
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   sanitize() {  # sanitize TOOL TIMEOUT_S: a refused device (gVisor machines) is "unavailable", not a failure
     if (( $(date +%s) - START > 300 )); then
       stamp "$1: skipped (time budget; run: compute-sanitizer --tool $1 build-gpu/test_cuda '[sanitize]')"
       return
     fi
-    if ! phase "$1" "$2" "$SAN" --tool "$1" --error-exitcode 3 build-gpu/test_cuda "[sanitize]"; then
-      if grep -q -E "Device not supported|error 999|Unable to find injection" "$LOG/$1.log"; then
+    phase "$1" "$2" "$SAN" --tool "$1" --error-exitcode 3 build-gpu/test_cuda "[sanitize]"
+    local rc=$?
+    if (( rc != 0 )); then
+      if (( rc == 124 || rc == 137 )); then
+        # Out of time (racecheck instruments every shared-memory access): no verdict, not a
+        # failure; the log shows how far it got and any hazard reported before the limit.
+        stamp "$1: timed out (no verdict); rerun alone: compute-sanitizer --tool $1 build-gpu/test_cuda '[sanitize]'"
+        grep -m5 -E "^========= +(Error|Invalid|Program hit)" "$LOG/$1.log" && status=1
+      elif grep -q -E "Device not supported|error 999|Unable to find injection" "$LOG/$1.log"; then
         stamp "$1: compute-sanitizer cannot attach to this machine's GPU (see log): unavailable, not a failure"
       else
         status=1

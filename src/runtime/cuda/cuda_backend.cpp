@@ -23,7 +23,8 @@
 // ("settle"), so the ops keep backend.h's meaning whoever calls them.
 //
 // Decode steps (T = 1) are captured into a CUDA graph per batch size on first use and
-// replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly); the
+// replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly; a capture
+// the driver refuses falls back to eager steps with a note on stderr, see run_step); the
 // step's own kernels use programmatic dependent launch on sm_90 (kernels/common.cuh;
 // GPT2_CUDA_PDL=0 turns it off).
 //
@@ -36,8 +37,10 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <map>
 #include <memory>
 #include <string>
@@ -286,6 +289,7 @@ class CudaBackend final : public Backend {
   cublasLtHandle_t lt_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   bool use_graphs_ = true;
+  int graph_failures_ = 0;  // failed decode-graph captures (run_step)
   MemoryStats stats_;
   DeviceBuffer workspace_;
 
@@ -527,22 +531,46 @@ void CudaBackend::run_step(const StepShape& shape, const std::function<void()>& 
   }
   auto it = graphs_.find(shape.batch);
   if (it == graphs_.end()) {
+    // Capture, then instantiate. If either fails for a graph-specific reason (a PDL launch or
+    // programmatic edge the driver refuses in capture, an instantiation error), the step is not
+    // lost: nothing captured has run, so the host-side record state (deferred bias, which 16-bit
+    // shadows are current) is reset and the same ops run eagerly, now and for later decode
+    // steps once a retry failed too, with a note on stderr (describe() then says "no graphs").
+    // An error that is not about graphs recurs in the eager run and propagates from there.
     GPT2_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    std::string failure;
     try {
       record();
+    } catch (const std::exception& e) {
+      failure = e.what();
     } catch (...) {
-      cudaGraph_t broken = nullptr;
-      cudaStreamEndCapture(stream_, &broken);
-      if (broken) cudaGraphDestroy(broken);
-      cudaGetLastError();
-      throw;
+      failure = "a non-standard exception";
     }
     cudaGraph_t graph = nullptr;
-    GPT2_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    const cudaError_t end = cudaStreamEndCapture(stream_, &graph);
+    if (failure.empty() && end != cudaSuccess)
+      failure = std::string("cudaStreamEndCapture: ") + cudaGetErrorString(end);
     cudaGraphExec_t exec = nullptr;
-    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    check_cuda(err, "cudaGraphInstantiate", __LINE__);
+    if (failure.empty()) {
+      const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+      if (err != cudaSuccess) {
+        failure = std::string("cudaGraphInstantiate: ") + cudaGetErrorString(err);
+        exec = nullptr;
+      }
+    }
+    if (graph) cudaGraphDestroy(graph);
+    if (!failure.empty()) {
+      cudaGetLastError();  // clear the capture's (non-sticky) error
+      pending_ = PendingBias{};
+      for (auto& a : activations_) a->shadow_rows = 0;
+      // One retry at the next decode step (a first capture can trip over one-time work, e.g. a
+      // kernel's lazy loading); after a second failure every decode step runs eagerly.
+      if (++graph_failures_ >= 2) use_graphs_ = false;
+      std::fprintf(stderr, "note: CUDA graph capture of the decode step failed (%s); running it without graphs%s\n",
+                   failure.c_str(), use_graphs_ ? " (capture retried at the next decode step)" : "");
+      record();
+      return;
+    }
     it = graphs_.emplace(shape.batch, std::make_unique<GraphExec>(exec)).first;
   }
   GPT2_CUDA_CHECK(cudaGraphLaunch(it->second->get(), stream_));
@@ -658,11 +686,18 @@ GemmPlan* CudaBackend::plan(int64_t m, int64_t n, int64_t k, bool with_bias, con
   if (status == CUBLAS_STATUS_SUCCESS)
     status = cublasLtMatmulAlgoGetHeuristic(lt_, p->op, p->a, p->b, p->c, p->c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found == 0)) {
+  // Any refusal of the heuristic (NOT_SUPPORTED, no result, or INVALID_VALUE, which some
+  // cuBLASLt versions return for a layout/epilogue combination they do not handle, e.g. the odd
+  // ld = 50257 of the LM head) falls back to classic cuBLAS, which does the same product; a
+  // real problem with the operands then surfaces there as an error naming cublasGemmEx.
+  if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
+    if (options_.verbose && status != CUBLAS_STATUS_SUCCESS)
+      std::fprintf(stderr, "note: cuBLASLt heuristic for %lld x %lld x %lld%s: %s; using cublasGemmEx\n",
+                   static_cast<long long>(m), static_cast<long long>(n), static_cast<long long>(k),
+                   with_bias ? " (bias epilogue)" : "", cublasLtGetStatusString(status));
     plans_.emplace(key, nullptr);
     return nullptr;
   }
-  GPT2_CUBLAS_CHECK(status);
   p->algo = result.algo;
   return plans_.emplace(key, std::move(p)).first->second.get();
 }
