@@ -73,19 +73,23 @@ std::vector<int> parse_batch_list(const std::string& text) {
   std::vector<int> out;
   std::stringstream ss(text);
   std::string item;
+  const std::string usage = "--batch takes positive integers separated by commas (got '" + text + "')";
   while (std::getline(ss, item, ',')) {
+    // Digits only: std::stoi alone would also take " 1" and "+1".
     size_t used = 0;
     int value = 0;
-    try {
-      value = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
+    if (!item.empty() && item.find_first_not_of("0123456789") == std::string::npos) {
+      try {
+        value = std::stoi(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
     }
-    if (item.empty() || used != item.size() || value < 1)
-      throw UsageError("--batch takes positive integers separated by commas (got '" + text + "')");
+    if (item.empty() || used != item.size() || value < 1) throw UsageError(usage);
     out.push_back(value);
   }
-  if (out.empty()) throw UsageError("--batch takes positive integers separated by commas (got '" + text + "')");
+  // getline drops a trailing empty item: "1," would pass as "1".
+  if (out.empty() || text.back() == ',') throw UsageError(usage);
   return out;
 }
 
@@ -249,6 +253,13 @@ void run_bench(const BenchOptions& opt) {
   if (opt.gen_tokens < 0) throw UsageError("--gen-tokens must be 0 or more (got " + std::to_string(opt.gen_tokens) + ")");
   if (opt.reps < 1) throw UsageError("--reps must be at least 1 (got " + std::to_string(opt.reps) + ")");
   const std::vector<int> batches = parse_batch_list(opt.batch);
+  // Against the model's context before its weights are loaded; in 64 bits, so that two huge
+  // counts cannot wrap around to a small sum.
+  const int n_ctx = peek_config(opt.model.model).n_ctx;
+  const int64_t total_tokens = static_cast<int64_t>(opt.prompt_tokens) + opt.gen_tokens;
+  if (total_tokens > n_ctx)
+    throw UsageError("--prompt-tokens + --gen-tokens = " + std::to_string(total_tokens) +
+                     " exceeds the model's context of " + std::to_string(n_ctx) + " tokens");
 
   RunLimits limits;
   limits.max_batch = *std::max_element(batches.begin(), batches.end());
@@ -256,10 +267,6 @@ void run_bench(const BenchOptions& opt) {
   limits.all_logits = false;
   LoadedModel loaded = load(opt.model, limits);
   Gpt2& model = *loaded.model;
-  const int n_ctx = model.config().n_ctx;
-  if (opt.prompt_tokens + opt.gen_tokens > n_ctx)
-    throw UsageError("--prompt-tokens + --gen-tokens = " + std::to_string(opt.prompt_tokens + opt.gen_tokens) +
-                     " exceeds the model's context of " + std::to_string(n_ctx) + " tokens");
 
   BenchReport rep;
   rep.model = model.name();

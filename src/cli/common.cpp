@@ -1,14 +1,19 @@
 #include "cli/common.h"
 
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/files.h"
 
 namespace gpt2::cli {
 
@@ -48,6 +53,7 @@ void add_text_input(CLI::App* cmd, TextInput& input) {
   auto* p = cmd->add_option("-p,--prompt", input.prompt, "the text ('-' reads stdin)");
   input.prompt_option = p;
   auto* f = cmd->add_option("-f,--file", input.file, "read the text from FILE (bytes exactly as they are)");
+  input.file_option = f;
   p->excludes(f);
   f->excludes(p);
 }
@@ -57,10 +63,20 @@ static std::string read_stream(std::istream& in) {
 }
 
 std::string read_text(const TextInput& input) {
+  if (input.file_option != nullptr && input.file_option->count() > 0 && input.file.empty())
+    throw UsageError("-f needs a file name (got an empty one)");
   if (!input.file.empty()) {
+    struct stat st {};
+    if (stat(input.file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+      throw Error("cannot read '" + input.file + "': it is a directory");
     std::ifstream in(input.file, std::ios::binary);
-    if (!in) throw Error("cannot read '" + input.file + "'");
-    std::string text = read_stream(in);
+    if (!in) throw Error("cannot read '" + input.file + "': " + std::strerror(errno));
+    std::string text;
+    try {
+      text = read_stream(in);
+    } catch (const std::exception&) {  // libstdc++ may throw from inside the stream buffer
+      in.setstate(std::ios::badbit);
+    }
     if (in.bad()) throw Error("error reading '" + input.file + "'");
     return text;
   }
@@ -68,12 +84,38 @@ std::string read_text(const TextInput& input) {
   if (prompt_given && input.prompt != "-") return input.prompt;
   if (!prompt_given && isatty(STDIN_FILENO))
     throw UsageError("no input: give -p TEXT, -f FILE, or pipe the text on stdin");
-  return read_stream(std::cin);
+  errno = 0;
+  std::string text = read_stream(std::cin);
+  // A read error (stdin redirected from a directory, a broken device) is not an empty text.
+  if (std::cin.bad() || std::ferror(stdin))
+    throw Error(std::string("cannot read stdin") + (errno != 0 ? std::string(": ") + std::strerror(errno) : ""));
+  return text;
 }
 
 Tokenizer load_tokenizer(const std::string& model_spec) {
-  if (model_spec.empty() || model_spec.rfind("random:", 0) == 0) return Tokenizer::builtin();
+  if (model_spec.empty()) return Tokenizer::builtin();
+  if (model_spec.rfind("random:", 0) == 0) {
+    peek_config(model_spec);  // an unknown random:NAME is an error here too, not the built-in vocabulary
+    return Tokenizer::builtin();
+  }
   return Tokenizer::from_dir(model_spec);
+}
+
+// Without loading the weights, so that bad option values (score's --window, bench's token
+// counts, generate's prompt length) are rejected before a multi-gigabyte load. A directory
+// without config.json goes to the loader, whose error says what the directory lacks.
+Config peek_config(const std::string& spec) {
+  const std::string random_prefix = "random:";
+  if (spec.rfind(random_prefix, 0) == 0) {
+    try {
+      return Config::preset(spec.substr(random_prefix.size()));
+    } catch (const Error&) {
+      return load_model(spec).config;  // throws the loader's message, which lists the random: models
+    }
+  }
+  const std::string config_path = spec + "/config.json";
+  if (file_exists(config_path)) return Config::from_json_file(config_path);
+  return load_model(spec).config;
 }
 
 LoadedModel load(const ModelOptions& options, const RunLimits& limits) {

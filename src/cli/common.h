@@ -29,6 +29,7 @@ struct TextInput {
   std::string prompt;
   std::string file;
   CLI::Option* prompt_option = nullptr;  // tells an empty -p "" from no -p
+  CLI::Option* file_option = nullptr;    // tells an empty -f "" from no -f
 };
 void add_text_input(CLI::App* cmd, TextInput& input);
 // The input's bytes, exactly as given (no newline stripping). Throws gpt2::Error.
@@ -36,6 +37,10 @@ std::string read_text(const TextInput& input);
 
 // Tokenizer of a model directory (or the built-in one for random: and no -m).
 Tokenizer load_tokenizer(const std::string& model_spec);
+
+// The hyper-parameters of -m MODEL from its config.json (or the preset of random:NAME), without
+// loading the weights, so that options can be checked against n_ctx before a long load.
+Config peek_config(const std::string& spec);
 
 // Loads model + backend with the given limits; prints load time when verbose.
 struct LoadedModel {

@@ -86,6 +86,8 @@ void run(const GenerateArgs& args) {
   const Special special = args.no_special ? Special::plain : Special::allow;
   Tokenizer tokenizer = load_tokenizer(args.model.model);
   const std::vector<int32_t> prompt = tokenizer.encode(prompt_text, special);
+  // Checked against config.json before the weights are loaded (a long wait for a large model).
+  check_prompt_fits(std::max<int>(static_cast<int>(prompt.size()), 1), peek_config(args.model.model).n_ctx);
   RunLimits limits;
   limits.max_batch = args.num_samples;
   limits.max_tokens = std::clamp(static_cast<int>(prompt.size()), 1, kMaxPrefillChunk);
@@ -108,7 +110,12 @@ void run(const GenerateArgs& args) {
   const bool stream = !args.json && args.num_samples == 1;
   if (stream && !args.no_echo) std::cout << to_valid_utf8(prompt_text) << std::flush;
   OnText on_text;
-  if (stream) on_text = [](int, const std::string& piece) { std::cout << to_valid_utf8(piece) << std::flush; };
+  if (stream) {
+    on_text = [](int, const std::string& piece) {
+      std::cout << to_valid_utf8(piece) << std::flush;
+      if (!std::cout) throw Error("cannot write to stdout");  // stop generating for nobody
+    };
+  }
 
   Gpt2TokenModel model(*loaded.model);
   TokenizerText text(loaded.tokenizer);

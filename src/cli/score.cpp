@@ -56,16 +56,6 @@ struct ScoreResult {
   int n_scored = 0;
 };
 
-// The hyper-parameters of -m MODEL without loading its weights, so that bad --window values
-// are rejected before a multi-gigabyte load. A directory without config.json goes to the
-// loader, whose error says what the directory lacks.
-Config peek_config(const std::string& spec) {
-  const std::string random_prefix = "random:";
-  if (spec.rfind(random_prefix, 0) == 0) return Config::preset(spec.substr(random_prefix.size()));
-  const std::string config_path = spec + "/config.json";
-  if (file_exists(config_path)) return Config::from_json_file(config_path);
-  return load_model(spec).config;
-}
 
 // "[#####     ] 3/10 windows" redrawn in place on stderr; only when stderr is a terminal, so
 // that logs and pipes never see carriage returns.
@@ -94,8 +84,18 @@ class ProgressBar {
   bool shown_ = false;
 };
 
+// log-softmax of the logits after token `pos`; NaN or infinite logits (corrupt or overflowing
+// weights) are an error rather than NaN log-probabilities.
+LogSoftmaxRow checked_log_softmax(const float* row, int n_vocab, int pos) {
+  const LogSoftmaxRow lsm = log_softmax_row(row, n_vocab);
+  if (!std::isfinite(lsm.max) || !std::isfinite(lsm.log_sum))
+    throw Error("the model produced NaN or infinite logits after token " + std::to_string(pos) +
+                ": its weights are corrupt or overflow");
+  return lsm;
+}
+
 ScoreResult score_tokens(Gpt2& model, const std::vector<int32_t>& seq, int n_prefix, int window, int stride,
-                         int top) {
+                         int top, int n_listable) {
   const int n = static_cast<int>(seq.size());
   const int n_vocab = model.config().n_vocab;
   const std::vector<ScoreWindow> plan = plan_score_windows(n, window, stride);
@@ -112,13 +112,17 @@ ScoreResult score_tokens(Gpt2& model, const std::vector<int32_t>& seq, int n_pre
     model.forward(seq.data() + win.begin, 1, win.end - win.begin, Logits::all, logits);  // [len, V]
     for (int i = win.first_scored; i < win.end; ++i) {
       const float* row = logits.data() + static_cast<size_t>(i - 1 - win.begin) * n_vocab;
-      scored[static_cast<size_t>(i)].logprob = log_softmax_row(row, n_vocab).logprob(row, seq[static_cast<size_t>(i)]);
+      const LogSoftmaxRow lsm = checked_log_softmax(row, n_vocab, i - 1);
+      scored[static_cast<size_t>(i)].logprob = lsm.logprob(row, seq[static_cast<size_t>(i)]);
       scored[static_cast<size_t>(i)].scored = true;
     }
     if (w + 1 == plan.size()) {  // the last window ends at the last token: what comes next
       const float* row = logits.data() + static_cast<size_t>(win.end - 1 - win.begin) * n_vocab;
-      const LogSoftmaxRow lsm = log_softmax_row(row, n_vocab);
-      for (int32_t id : top_ids(row, n_vocab, top)) result.next.push_back(NextToken{id, lsm.logprob(row, id)});
+      const LogSoftmaxRow lsm = checked_log_softmax(row, n_vocab, win.end - 1);
+      // Only ids the tokenizer can show: a model may pad its vocabulary past the tokenizer's
+      // (50304 rows for GPT-2's 50257 tokens); those rows are never real tokens.
+      for (int32_t id : top_ids(row, std::min(n_vocab, n_listable), top))
+        result.next.push_back(NextToken{id, lsm.logprob(row, id)});
     }
     progress.update(static_cast<int>(w + 1));
   }
@@ -311,9 +315,9 @@ void run_score(const ScoreOptions& opt) {
   limits.all_logits = true;
   LoadedModel loaded = load(opt.model, limits, tokenizer);
   Gpt2& model = *loaded.model;
-  const int top = std::min(opt.top, model.config().n_vocab);
+  const int top = std::min({opt.top, model.config().n_vocab, loaded.tokenizer.n_vocab()});
 
-  const ScoreResult result = score_tokens(model, seq, n_prefix, window, stride, top);
+  const ScoreResult result = score_tokens(model, seq, n_prefix, window, stride, top, loaded.tokenizer.n_vocab());
   if (opt.json) {
     std::cout << to_json(result, loaded.tokenizer, model.name()).dump() << "\n";
     return;

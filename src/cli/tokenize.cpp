@@ -8,6 +8,7 @@
 // bytes of the tokens to stdout (no newline added: the output is the text). JSON strings
 // are valid UTF-8 always: bytes that are not (a token ending inside a character, invalid
 // input) are shown as U+FFFD there.
+#include <algorithm>
 #include <cctype>
 #include <iostream>
 #include <memory>
@@ -46,11 +47,13 @@ std::vector<int32_t> parse_ids(const std::string& text, const Tokenizer& tokeniz
     std::size_t j = i;
     while (j < text.size() && !separator(text[j])) ++j;
     const std::string word = text.substr(i, j - i);
-    bool digits = word.size() <= 9;
+    bool digits = true;
     for (char c : word) digits = digits && std::isdigit(static_cast<unsigned char>(c));
     if (!digits) throw UsageError("--decode: '" + to_valid_utf8(word) + "' is not a token id");
-    const long id = std::stol(word);
-    if (id >= tokenizer.n_vocab())
+    // More than 9 digits (after leading zeros) is past any vocabulary, and past what stol takes.
+    const size_t first = std::min(word.find_first_not_of('0'), word.size() - 1);
+    const long id = word.size() - first <= 9 ? std::stol(word.substr(first)) : -1;
+    if (id < 0 || id >= tokenizer.n_vocab())
       throw UsageError("--decode: token id " + word + " is outside the vocabulary (0.." +
                        std::to_string(tokenizer.n_vocab() - 1) + ")");
     ids.push_back(static_cast<int32_t>(id));
@@ -75,7 +78,8 @@ void run_tokenize(const TokenizeOptions& options) {
   const Tokenizer tokenizer = load_tokenizer(options.model);
 
   if (decoding) {
-    const std::string ids_text = options.decode == "-" ? read_text(TextInput{"-", "", nullptr}) : options.decode;
+    const std::string ids_text =
+        options.decode == "-" ? read_text(TextInput{"-", "", nullptr, nullptr}) : options.decode;
     const std::vector<int32_t> ids = parse_ids(ids_text, tokenizer);
     const std::string text = tokenizer.decode(ids);
     if (options.json) {

@@ -9,6 +9,7 @@
 // silently different numbers: n_inner must be 4 * n_embd, scale_attn_weights true,
 // scale_attn_by_inverse_layer_idx false, add_cross_attention false, model_type "gpt2".
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -99,10 +100,12 @@ Config Config::from_json_file(const std::string& path) {
     if (!it->is_string() || *it != "gpt2")
       throw Error(path + ": \"model_type\" is " + it->dump() + "; this engine runs GPT-2 (\"gpt2\") models");
   }
-  const int n_inner = read_size(j, "n_inner", 4 * c.n_embd, path);
-  if (n_inner != 4 * c.n_embd)
+  // In 64 bits: n_embd may be up to 2^30 here (the weights' shapes are checked later).
+  const int64_t four_embd = int64_t{4} * c.n_embd;
+  const int n_inner = read_size(j, "n_inner", 0, path);  // 0: absent or null, i.e. 4 * n_embd
+  if (n_inner != 0 && n_inner != four_embd)
     throw Error(path + ": \"n_inner\" is " + std::to_string(n_inner) + "; only 4 * n_embd (" +
-                std::to_string(4 * c.n_embd) + ") is supported");
+                std::to_string(four_embd) + ") is supported");
   if (!read_bool(j, "scale_attn_weights", true, path))
     throw Error(path + ": \"scale_attn_weights\" is false; only GPT-2's 1/sqrt(head_dim) scaling is supported");
   if (read_bool(j, "scale_attn_by_inverse_layer_idx", false, path))

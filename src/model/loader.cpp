@@ -255,6 +255,16 @@ HostModel load_directory(const std::string& spec) {
                   " but config.json says n_layer " + std::to_string(config.n_layer) + " (config and weights disagree)");
   }
 
+  // Blocks missing at the end: found before the per-layer tables below are built, which for a
+  // config.json claiming millions of layers would take minutes and gigabytes.
+  int64_t n_layers_found = 0;
+  for (const auto& [name, f] : found) n_layers_found = std::max(n_layers_found, layer_of(name, nullptr) + 1);
+  if (config.n_layer > n_layers_found) {
+    const std::string missing = "h." + std::to_string(n_layers_found) + ".ln_1.weight";
+    throw Error((ck.index_path.empty() ? ck.files[0]->path() : ck.index_path) + ": tensor '" + missing +
+                "' is missing (config.json says n_layer " + std::to_string(config.n_layer) + ")");
+  }
+
   // The head: tied unless lm_head.weight is present and differs from wte.
   bool tied = true;
   auto head = found.find("lm_head.weight");

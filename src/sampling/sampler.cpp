@@ -212,6 +212,13 @@ static void sort_head(std::vector<Candidate>& candidates, float p_top, float p_m
 static std::vector<Candidate> run_chain(const float* logits, int n_vocab, const SamplerParams& params,
                                         const std::vector<int32_t>& recent, std::vector<float>& work) {
   if (n_vocab < 1) throw Error("internal: sampling from an empty vocabulary");
+  // NaN (or +infinity) logits come from a broken model (corrupt or overflowing weights):
+  // sampling from them would print garbage as if it were text.
+  for (int i = 0; i < n_vocab; ++i) {
+    if (std::isnan(logits[i]) || logits[i] == std::numeric_limits<float>::infinity())
+      throw Error("the model produced " + std::string(std::isnan(logits[i]) ? "NaN" : "infinite") +
+                  " logits (token " + std::to_string(i) + "): its weights are corrupt or overflow");
+  }
   const bool penalties = !recent.empty() && (params.repeat_penalty != 1.0f || params.presence_penalty != 0.0f ||
                                              params.frequency_penalty != 0.0f);
   if (penalties) {
@@ -226,7 +233,17 @@ static std::vector<Candidate> run_chain(const float* logits, int n_vocab, const 
   // The steps of sampler.h in order, each computed the same way as the step functions
   // (the tests check the two agree exactly), with the sorting done only where needed.
   if (!penalties) work.assign(logits, logits + n_vocab);
-  for (float& logit : work) logit /= params.temperature;  // apply_temperature
+  // A penalty can push a logit to +infinity (a huge negative frequency penalty), and a tiny
+  // temperature can overflow logit / T: softmax would then compute inf - inf = NaN and draw
+  // garbage. In both cases the distribution is (in the limit) all on the largest score, so
+  // the draw is the argmax of the scores before tempering.
+  const int32_t best = argmax(work.data(), n_vocab);  // before tempering
+  bool overflow = false;
+  for (float& logit : work) {
+    logit /= params.temperature;  // apply_temperature
+    overflow = overflow || logit == std::numeric_limits<float>::infinity();
+  }
+  if (overflow) return {Candidate{best, work[static_cast<size_t>(best)], 1.0f}};
   std::vector<Candidate> candidates;
   if (params.top_k > 0 && params.top_k < n_vocab) {
     candidates = select_top_k(work.data(), n_vocab, params.top_k);  // top_k

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -74,5 +75,40 @@ inline Run run_gpt2(const std::vector<std::string>& args,
   run.err = read_bytes(err.path);
   return run;
 }
+
+// Runs `gpt2 ARGS...` with stdout sent to `stdout_target` (a shell redirection target such as
+// "/dev/full", or "&-" for a closed stdout); stdin from /dev/null. `out` stays empty.
+inline Run run_gpt2_stdout_to(const std::vector<std::string>& args, const std::string& stdout_target) {
+  const TempFile err;
+  std::string cmd = shell_quote(GPT2_BINARY);
+  for (const std::string& a : args) cmd += " " + shell_quote(a);
+  cmd += " </dev/null 2>" + shell_quote(err.path) + " >" +
+         (stdout_target.rfind('&', 0) == 0 ? stdout_target : shell_quote(stdout_target));
+  Run run;
+  const int status = std::system(cmd.c_str());
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.err = read_bytes(err.path);
+  return run;
+}
+
+// A directory under /tmp, removed with its files (not subdirectories) when the object goes.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char name[] = "/tmp/gpt2_test_cli_dir_XXXXXX";
+    REQUIRE(mkdtemp(name) != nullptr);
+    path = name;
+  }
+  ~TempDir() {
+    if (std::system(("rm -rf " + shell_quote(path)).c_str()) != 0) {
+      // best effort: a leftover directory under /tmp is harmless
+    }
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  void write(const std::string& name, const std::string& bytes) const {
+    std::ofstream(path + "/" + name, std::ios::binary) << bytes;
+  }
+};
 
 }  // namespace gpt2::test

@@ -109,6 +109,14 @@ TEST_CASE("bench: usage errors", "[bench][cli]") {
       {"--batch", "1,x"},
       {"--batch", "0"},
       {"--batch", ""},
+      // Regression: prompt + gen was summed in int: 1 + 2147483647 wrapped negative, passed the
+      // context check, and the run allocated 8 GB before failing (undefined behaviour, too).
+      {"--prompt-tokens", "1", "--gen-tokens", "2147483647"},
+      {"--prompt-tokens", "2147483647", "--gen-tokens", "2147483647"},
+      // Regression: a trailing comma, a space or a plus sign were accepted.
+      {"--batch", "1,"},
+      {"--batch", " 1"},
+      {"--batch", "+1"},
   };
   for (const auto& extra : cases) {
     std::vector<std::string> args;

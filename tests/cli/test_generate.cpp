@@ -2,6 +2,7 @@
 // (tests/data/models/tiny-gpt2, n_ctx 256), whose expected.json holds the greedy
 // continuation of an independent PyTorch implementation: option errors, greedy output,
 // streaming and echo, seeds, stop strings, the context end, JSON.
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -195,4 +196,50 @@ TEST_CASE("gpt2 generate: several samples print one after another", "[cli][gener
   const Run r = generate({"-m", kTiny, "-p", prompt, "-n", "3", "--greedy", "--num-samples", "2"});
   REQUIRE(r.exit_code == 0);
   CHECK(r.out == "--- sample 1/2 ---\n" + prompt + continuation + "\n--- sample 2/2 ---\n" + prompt + continuation + "\n");
+}
+
+// Regression: output that could not be written (a full disk, a closed stdout) ended with exit
+// code 0 and no message for generate, score and bench (tokenize already reported it).
+TEST_CASE("gpt2: stdout that cannot be written is an error, exit 1", "[cli][generate]") {
+  const std::vector<std::vector<std::string>> commands = {
+      {"generate", "-m", kTiny, "--device", "cpu", "-p", "Hello", "-n", "3", "--greedy"},
+      {"generate", "-m", kTiny, "--device", "cpu", "-p", "Hello", "-n", "3", "--greedy", "--json"},
+      {"score", "-m", kTiny, "--device", "cpu", "-p", "Hello world"},
+      {"bench", "-m", kTiny, "--device", "cpu", "--reps", "1", "--prompt-tokens", "4", "--gen-tokens", "2",
+       "--batch", "1"},
+      {"tokenize", "-p", "Hello"},
+  };
+  for (const auto& args : commands) {
+    for (const char* target : {"/dev/full", "&-"}) {
+      const Run r = gpt2::test::run_gpt2_stdout_to(args, target);
+      INFO(args[0] << " >" << target << "\nstderr: " << r.err);
+      CHECK(r.exit_code == 1);
+      CHECK(r.err == "error: cannot write to stdout\n");
+    }
+  }
+}
+
+// Regression: --temperature 1e-38 overflowed logit / T and printed garbage; in the limit of a
+// tiny temperature the text is the greedy one.
+TEST_CASE("gpt2 generate: a tiny temperature gives the greedy text", "[cli][generate]") {
+  const json greedy = parse_json(generate({"-m", kTiny, "-p", "Hello world", "-n", "8", "--greedy", "--json"}));
+  for (const char* t : {"1e-38", "1e-45"}) {
+    const json tiny = parse_json(
+        generate({"-m", kTiny, "-p", "Hello world", "-n", "8", "--temperature", t, "--seed", "3", "--json"}));
+    INFO("temperature " << t);
+    CHECK(tiny["samples"][0]["tokens"] == greedy["samples"][0]["tokens"]);
+  }
+}
+
+// Regression: a prompt longer than the context was only rejected after the weights were
+// loaded: for random:gpt2-xl, minutes and 6 GB of host memory before the one-line error.
+TEST_CASE("gpt2 generate: a prompt too long for the context is rejected before loading", "[cli][generate]") {
+  std::string prompt = "a";
+  for (int i = 1; i < 1024; ++i) prompt += " a";  // 1024 tokens: "a" then " a" x 1023
+  const Run r = generate({"-m", "random:gpt2-xl", "--device", "cpu", "-p", prompt, "-n", "1"});
+  INFO("stderr: " << r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err.rfind("error: the prompt is 1024 tokens but the model's context is 1024 tokens", 0) == 0);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 }

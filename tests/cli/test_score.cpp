@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +23,7 @@ using gpt2::cli::ScoreWindow;
 using gpt2::test::read_bytes;
 using gpt2::test::Run;
 using gpt2::test::run_gpt2;
+using gpt2::test::TempDir;
 using gpt2::test::TempFile;
 
 const std::string tiny_dir = std::string(GPT2_TEST_DATA) + "/models/tiny-gpt2";
@@ -349,4 +353,83 @@ TEST_CASE("score: errors", "[score][cli]") {
   CHECK(missing.err.rfind("error:", 0) == 0);
   CHECK(missing.err.find("no-such-model") != std::string::npos);
   CHECK(std::count(missing.err.begin(), missing.err.end(), '\n') == 1);
+}
+
+namespace {
+
+// A copy of the tiny model (config.json, model.safetensors) in `dir`; `edit` may change the safetensors file's
+// header (JSON) and data section before it is written.
+void copy_tiny(const TempDir& dir, const std::function<void(json&, std::string&)>& edit = nullptr) {
+  dir.write("config.json", read_bytes(tiny_dir + "/config.json"));
+  std::string bytes = read_bytes(tiny_dir + "/model.safetensors");
+  if (edit) {
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+    json header = json::parse(bytes.substr(8, n));
+    std::string data = bytes.substr(8 + n);
+    edit(header, data);
+    const std::string text = header.dump();
+    bytes.assign(8, '\0');
+    for (int i = 0; i < 8; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
+    bytes += text + data;
+  }
+  dir.write("model.safetensors", bytes);
+}
+
+}  // namespace
+
+// Regression: a model whose vocabulary is larger than its tokenizer's (checkpoints pad GPT-2's
+// 50257 rows to 50304) listed rows the tokenizer has no token for among the next tokens: the
+// table was half printed, then "error: token id 9591 is outside the vocabulary".
+TEST_CASE("score: next tokens are only ids the tokenizer has, when the model has more rows", "[score][cli]") {
+  TempDir dir;
+  copy_tiny(dir);
+  // A byte-level vocabulary of the 256 byte tokens and <|endoftext|>, no merges.
+  const json full = json::parse(read_bytes(std::string(GPT2_TEST_DATA) + "/../../src/tokenizer/data/encoder.json"));
+  json small = json::object();
+  for (auto it = full.begin(); it != full.end(); ++it)
+    if (it.value().get<int>() < 256) small[it.key()] = it.value();
+  small["<|endoftext|>"] = 256;
+  dir.write("vocab.json", small.dump());
+  dir.write("merges.txt", "#version: 0.2\n");
+
+  for (const bool as_json : {true, false}) {
+    std::vector<std::string> args = {"score", "-m", dir.path, "--device", "cpu", "--threads", "1", "-p", "hello",
+                                     "--top", "5"};
+    if (as_json) args.push_back("--json");
+    const Run run = run_gpt2(args);
+    INFO("stderr: " << run.err);
+    REQUIRE(run.exit_code == 0);
+    CHECK(run.err.empty());
+    if (!as_json) continue;
+    const json out = json::parse(run.out);
+    CHECK(out["n_tokens"] == 5);  // one token per byte
+    REQUIRE(out["next"].size() == 5);
+    for (const json& t : out["next"]) CHECK(t["id"].get<int>() <= 256);
+  }
+}
+
+// Regression: NaN weights gave "logprob": null and a table of nan with exit code 0.
+TEST_CASE("score: NaN logits from corrupt weights are an error, not NaN log-probabilities", "[score][cli]") {
+  TempDir dir;
+  copy_tiny(dir, [](json& header, std::string& data) {
+    const json& offsets = header.at("ln_f.weight").at("data_offsets");
+    const size_t begin = offsets[0].get<size_t>(), end = offsets[1].get<size_t>();
+    const float nan = std::nanf("");
+    for (size_t at = begin; at + 4 <= end; at += 4) std::memcpy(&data[at], &nan, 4);
+  });
+  for (const char* extra : {"--json", "--bos"}) {
+    const Run run = run_gpt2({"score", "-m", dir.path, "--device", "cpu", "-p", "hello world", extra});
+    INFO("stderr: " << run.err);
+    CHECK(run.exit_code == 1);
+    CHECK(run.err.rfind("error:", 0) == 0);
+    CHECK(run.err.find("NaN") != std::string::npos);
+    CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
+    CHECK(run.out.empty());
+  }
+  // generate stops at the first sampled token too.
+  const Run gen = run_gpt2({"generate", "-m", dir.path, "--device", "cpu", "-p", "hello", "-n", "3", "--json"});
+  CHECK(gen.exit_code == 1);
+  CHECK(gen.err.find("NaN") != std::string::npos);
+  CHECK(std::count(gen.err.begin(), gen.err.end(), '\n') == 1);
 }

@@ -131,6 +131,32 @@ TEST_CASE("tokenize errors: one line, 'error:', exit 2 for usage and 1 for files
   };
   check_error(run_gpt2({"tokenize", "--decode", "15496 abc"}), 2, "'abc' is not a token id");
   check_error(run_gpt2({"tokenize", "--decode", "50257"}), 2, "outside the vocabulary");
+  // Regression: ids of 10 digits or more were "not a token id"; they are ids outside the vocabulary.
+  check_error(run_gpt2({"tokenize", "--decode", "99999999999999"}), 2,
+              "token id 99999999999999 is outside the vocabulary");
+  CHECK(run_gpt2({"tokenize", "--decode", "00000000000015496"}).out == "Hello");
+  // Regression: -f on a directory was libstdc++'s "basic_filebuf::underflow error reading the
+  // file", without the file's name; -f "" silently read stdin instead.
+  check_error(run_gpt2({"tokenize", "-f", "/tmp"}), 1, "cannot read '/tmp': it is a directory");
+  // Regression: a newline in a quoted path or value split the error over two lines.
+  check_error(run_gpt2({"tokenize", "-f", "/nonexistent/a\nb"}), 1, "cannot read '/nonexistent/a\\nb'");
+  check_error(run_gpt2({"generate", "-m", "no\nmodel", "-p", "x"}), 1, "'no\\nmodel'");
+  check_error(run_gpt2({"bench", "-m", "random:gpt2", "--batch", "1\n2"}), 2, "'1\\n2'");
+  // Regression: a read error on stdin (here: stdin redirected from a directory) was taken for an
+  // empty text: tokenize printed an empty line, generate generated from <|endoftext|>.
+  {
+    const gpt2::test::TempFile err;
+    const std::string cmd = gpt2::test::shell_quote(GPT2_BINARY) + " tokenize </tmp >/dev/null 2>" +
+                            gpt2::test::shell_quote(err.path);
+    const int status = std::system(cmd.c_str());
+    Run r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.err = gpt2::test::read_bytes(err.path);
+    check_error(r, 1, "cannot read stdin");
+  }
+  // Regression: an unknown random:NAME silently used the built-in vocabulary.
+  check_error(run_gpt2({"tokenize", "-m", "random:gpt5", "-p", "x"}), 1, "unknown model 'random:gpt5'");
+  check_error(run_gpt2({"tokenize", "-f", ""}, std::string("15496")), 2, "-f needs a file name");
   check_error(run_gpt2({"tokenize", "--decode", "1", "-p", "x"}), 2, "--decode");
   check_error(run_gpt2({"tokenize", "-p", "x", "-f", "/dev/null"}), 2, "exclude");
   check_error(run_gpt2({"tokenize", "--no-such-option", "-p", "x"}), 2, "no-such-option");

@@ -85,6 +85,20 @@ TEST_CASE("config.json: fields, defaults and rejected values") {
   CHECK_THROWS_WITH(Config::from_json_file(dir.path + "/absent.json"), Catch::Contains("absent.json"));
 }
 
+// Regression: 4 * n_embd was computed in int, which overflows (undefined behaviour) for the
+// largest n_embd the reader accepts (2^30); the loader then compares shapes with the weights.
+TEST_CASE("config.json: n_inner is checked against 4 * n_embd without int overflow") {
+  TempDir dir;
+  const std::string path = dir.path + "/config.json";
+  write_text(path, R"({"n_embd": 1073741824, "n_head": 1})");
+  const Config c = Config::from_json_file(path);
+  CHECK(c.n_embd == 1073741824);
+  write_text(path, R"({"n_embd": 1073741824, "n_head": 1, "n_inner": 1000})");
+  CHECK_THROWS_WITH(Config::from_json_file(path), Catch::Contains("n_inner") && Catch::Contains("4294967296"));
+  write_text(path, R"({"n_embd": 64, "n_head": 4, "n_inner": 256})");  // explicit 4 * n_embd is fine
+  CHECK(Config::from_json_file(path).n_embd == 64);
+}
+
 TEST_CASE("random:gpt2 has the real shapes, realistic scales, and is seeded") {
   // Speed is measured by gpt2 bench, not here (timed tests are flaky on shared machines).
   HostModel m = load_model("random:gpt2");

@@ -381,6 +381,15 @@ TEST_CASE("config.json missing or inconsistent with the weights") {
     CHECK_THAT(message(), Catch::Contains(copy.st()) && Catch::Contains("tensor 'h.3.ln_1.weight' is missing") &&
                               Catch::Contains("n_layer 4"));
   }
+  SECTION("n_layer far larger than the checkpoint: the same error, at once") {
+    // Regression: per-layer tables for 10^8 layers were built before the first missing tensor
+    // was noticed (a minute and 20 GB, or "out of host memory" for larger counts).
+    config_with("n_layer", 100000000);
+    CHECK_THAT(message(), Catch::Contains(copy.st()) && Catch::Contains("tensor 'h.3.ln_1.weight' is missing") &&
+                              Catch::Contains("n_layer 100000000"));
+    config_with("n_layer", 1 << 30);
+    CHECK_THAT(message(), Catch::Contains("tensor 'h.3.ln_1.weight' is missing"));
+  }
   SECTION("n_embd differs") {
     config_with("n_embd", 64);
     CHECK_THAT(message(), Catch::Contains(copy.st()) && Catch::Contains("tensor 'wte.weight'") &&

@@ -359,3 +359,46 @@ TEST_CASE("sampler: the chain's fast paths agree with the steps applied one by o
     }
   }
 }
+
+// Regression: a tiny temperature overflowed logit / T to +infinity, softmax computed
+// inf - inf = NaN, and the draw returned the last candidate (the least likely of the top k):
+// --temperature 1e-38 printed garbage instead of (in the limit) the greedy text.
+TEST_CASE("sampler: a temperature so small that logit / T overflows draws the argmax", "[sampler]") {
+  const std::vector<float> logits = {1.0f, 3.5f, 3.0f, -2.0f, 0.5f};
+  for (float t : {1e-38f, 1e-40f, 1e-45f}) {
+    SamplerParams p;  // defaults: top-k 40, top-p 0.95, min-p 0.05
+    p.temperature = t;
+    INFO("temperature " << t);
+    for (double u : {0.0, 0.5, 0.999999}) CHECK(gpt2::sample_token(logits.data(), 5, p, {}, u) == 1);
+    SamplerParams q = plain_params();
+    q.temperature = t;
+    for (double u : {0.0, 0.5, 0.999999}) CHECK(gpt2::sample_token(logits.data(), 5, q, {}, u) == 1);
+  }
+}
+
+// Regression: a huge negative frequency penalty pushed repeated tokens' logits to +infinity,
+// with the same NaN draw as above.
+TEST_CASE("sampler: penalties that push a logit to +infinity pick it, never NaN garbage", "[sampler]") {
+  const std::vector<float> logits = {1.0f, 3.5f, 3.0f, -2.0f, 0.5f};
+  SamplerParams p = plain_params();
+  p.frequency_penalty = -3e38f;
+  const std::vector<int32_t> recent = {4, 4, 4};  // 0.5 + 9e38 = +inf
+  for (double u : {0.0, 0.5, 0.999999}) CHECK(gpt2::sample_token(logits.data(), 5, p, recent, u) == 4);
+}
+
+// Regression: NaN logits (a model with corrupt weights) were sampled from silently: greedy
+// returned token 0 every step ("!!!!!"), sampling returned arbitrary tokens.
+TEST_CASE("sampler: NaN or +infinite logits from the model are an error", "[sampler]") {
+  for (float bad : {NAN, INFINITY}) {
+    std::vector<float> logits = {1.0f, 3.5f, bad, -2.0f, 0.5f};
+    SamplerParams greedy;
+    greedy.greedy = true;
+    CHECK_THROWS_WITH(gpt2::sample_token(logits.data(), 5, greedy, {}, 0.5), Catch::Contains("logits"));
+    CHECK_THROWS_AS(gpt2::sample_token(logits.data(), 5, plain_params(), {}, 0.5), gpt2::Error);
+    gpt2::Sampler sampler(plain_params(), 1);
+    CHECK_THROWS_AS(sampler.sample(logits.data(), 5, {}, 0, 0), gpt2::Error);
+  }
+  // -infinity is a banned token (--ignore-eos), not an error.
+  const std::vector<float> banned = {1.0f, -INFINITY, 0.5f};
+  CHECK(gpt2::sample_token(banned.data(), 3, plain_params(), {}, 0.5) != 1);
+}

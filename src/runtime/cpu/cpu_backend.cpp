@@ -19,12 +19,17 @@
 #include "runtime/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <fstream>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -42,6 +47,26 @@ constexpr size_t kHugePage = size_t{2} << 20;
 
 enum class Fill { zero, none };
 
+// The memory this process may hold: physical RAM, or less under a cgroup limit (v2 or v1).
+size_t host_memory_limit() {
+  size_t limit = SIZE_MAX;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page > 0) limit = static_cast<size_t>(pages) * static_cast<size_t>(page);
+#endif
+  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    std::ifstream in(path);
+    unsigned long long value = 0;
+    if (in >> value && value > 0) limit = std::min<size_t>(limit, static_cast<size_t>(value));  // "max" fails
+  }
+  return limit;
+}
+
+// Bytes of AlignedBuffers alive in this process. With overcommit, aligned_alloc grants
+// far more than the machine has, and zeroing the buffer then gets the process killed by the
+// OOM killer (no message at all): a request past the machine's memory is refused up front.
+std::atomic<size_t> g_live_bytes{0};
+
 // A 64-byte-aligned allocation, zeroed unless its owner writes every byte it reads (the
 // weights: zeroing 0.5 GB first would cost as much as converting them), freed by the
 // destructor. Move-only.
@@ -53,32 +78,45 @@ class AlignedBuffer {
     // pages before first touch: decode streams every weight once per token, and 4 KiB pages
     // would cost a TLB miss every 4 KiB.
     const size_t align = bytes >= kHugePage ? kHugePage : 64;
+    if (bytes > SIZE_MAX / 2)
+      throw Error("out of host memory: cannot allocate " + std::to_string(bytes >> 20) + " MiB for the CPU backend");
     const size_t rounded = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
+    static const size_t limit = host_memory_limit();
+    const size_t live = g_live_bytes.load();
+    if (live + rounded > limit)
+      throw Error("out of host memory: the CPU backend needs " + std::to_string((live + rounded) >> 20) +
+                  " MiB (weights, KV cache and activations for this batch) but this machine has " +
+                  std::to_string(limit >> 20) + " MiB");
     data_ = std::aligned_alloc(align, rounded);
     if (!data_)
       throw Error("out of host memory: cannot allocate " + std::to_string(bytes >> 20) + " MiB for the CPU backend");
+    rounded_ = rounded;
+    g_live_bytes += rounded_;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (align == kHugePage) madvise(data_, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
 #endif
     if (fill == Fill::zero) std::memset(data_, 0, rounded);
   }
-  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_) {
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_), rounded_(o.rounded_) {
     o.data_ = nullptr;
     o.bytes_ = 0;
+    o.rounded_ = 0;
   }
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) {
-      std::free(data_);
+      release();
       data_ = o.data_;
       bytes_ = o.bytes_;
+      rounded_ = o.rounded_;
       o.data_ = nullptr;
       o.bytes_ = 0;
+      o.rounded_ = 0;
     }
     return *this;
   }
   AlignedBuffer(const AlignedBuffer&) = delete;
   AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-  ~AlignedBuffer() { std::free(data_); }
+  ~AlignedBuffer() { release(); }
 
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
@@ -89,8 +127,16 @@ class AlignedBuffer {
   }
 
  private:
+  void release() {
+    std::free(data_);
+    g_live_bytes -= rounded_;
+    data_ = nullptr;
+    rounded_ = 0;
+  }
+
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  size_t rounded_ = 0;  // counted in g_live_bytes
 };
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
