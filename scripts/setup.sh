@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake libcli11-dev nlohmann-json3-dev catch2 libomp-dev libopenblas-dev)
+# OpenMP comes with g++ (libgomp); Google Benchmark (libbenchmark-dev) is optional, for tools/bench_*.
+packages=(build-essential cmake libcli11-dev nlohmann-json3-dev catch2)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
