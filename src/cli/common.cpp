@@ -4,12 +4,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <sstream>
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
@@ -65,21 +63,7 @@ static std::string read_stream(std::istream& in) {
 std::string read_text(const TextInput& input) {
   if (input.file_option != nullptr && input.file_option->count() > 0 && input.file.empty())
     throw UsageError("-f needs a file name (got an empty one)");
-  if (!input.file.empty()) {
-    struct stat st {};
-    if (stat(input.file.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-      throw Error("cannot read '" + input.file + "': it is a directory");
-    std::ifstream in(input.file, std::ios::binary);
-    if (!in) throw Error("cannot read '" + input.file + "': " + std::strerror(errno));
-    std::string text;
-    try {
-      text = read_stream(in);
-    } catch (const std::exception&) {  // libstdc++ may throw from inside the stream buffer
-      in.setstate(std::ios::badbit);
-    }
-    if (in.bad()) throw Error("error reading '" + input.file + "'");
-    return text;
-  }
+  if (!input.file.empty()) return read_file(input.file);
   const bool prompt_given = input.prompt_option != nullptr && input.prompt_option->count() > 0;
   if (prompt_given && input.prompt != "-") return input.prompt;
   if (!prompt_given && isatty(STDIN_FILENO))

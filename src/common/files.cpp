@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <iterator>
 
@@ -17,7 +18,12 @@ std::string read_file(const std::string& path) {
   if (S_ISDIR(st.st_mode)) throw Error("cannot read '" + path + "': it is a directory");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read '" + path + "': " + std::strerror(errno));
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::exception&) {  // libstdc++ may throw from inside the stream buffer
+    in.setstate(std::ios::badbit);
+  }
   if (in.bad()) throw Error("error while reading '" + path + "'");
   return bytes;
 }
