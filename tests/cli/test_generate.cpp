@@ -49,7 +49,7 @@ TEST_CASE("gpt2 generate: bad options are usage errors (exit 2)", "[cli][generat
       {"-n", "-3"},            {"--device", "quantum"},  {"--top-k", "-1"},    {"--min-p", "2"},
       {"--num-samples", "0"},  {"--repeat-penalty", "0"}, {"--stop", ""},      {"--dtype", "fp4"},
       {"--seed", "abc"},       {"--seed", "-2"},         {"--seed", "99999999999999999999"},
-      {"--no-such-option"}};
+      {"--no-such-option"},    {"--device", "cpu", "--dtype", "fp16"}};
   for (const auto& extra : bad) {
     std::vector<std::string> args = {"-m", kTiny, "-p", "Hello"};
     args.insert(args.end(), extra.begin(), extra.end());

@@ -290,7 +290,7 @@ TEST_CASE("the CPU backend describes itself and rejects fp16", "[cpu]") {
   try {
     make_cpu_backend(opt);
     FAIL("fp16 on the CPU must be refused");
-  } catch (const Error& e) {
+  } catch (const UsageError& e) {  // a bad option: exit code 2
     CHECK(std::string(e.what()) == "--dtype fp16 is for CUDA; use fp32, bf16 or int8 on the CPU");
   }
   opt.weight_dtype = DType::i8;

@@ -150,9 +150,9 @@ class CpuBackend final : public Backend {
     pool_ = std::make_unique<cpu::ThreadPool>(n_threads_);
     dtype_ = options.auto_dtype ? DType::f32 : options.weight_dtype;
     if (dtype_ == DType::f16)
-      throw Error("--dtype fp16 is for CUDA; use fp32, bf16 or int8 on the CPU");
+      throw UsageError("--dtype fp16 is for CUDA; use fp32, bf16 or int8 on the CPU");
     if (dtype_ != DType::f32 && dtype_ != DType::bf16 && dtype_ != DType::i8)
-      throw Error(std::string("--dtype ") + dtype_name(dtype_) + " is not supported on the CPU; use fp32, bf16 or int8");
+      throw UsageError(std::string("--dtype ") + dtype_name(dtype_) + " is not supported on the CPU; use fp32, bf16 or int8");
   }
 
   std::string name() const override { return "cpu"; }
