@@ -41,11 +41,16 @@ constexpr int kSlices = kHeadDim / kSlice;    // 8
 constexpr int kKeyLanes = kThreads / kSlices; // 16 keys at a time
 static_assert(kChunk == 32, "the softmax of a split is done by one warp, one key per lane");
 
+// The 16 bytes are copied into a register first: binding unpack16's reference straight to the
+// global lvalue made the compiler read them piecewise (4-byte loads, not one 16-byte load).
 template <typename T>
 __device__ __forceinline__ void load8(const T* src, float* dst) {
   constexpr int VEC = Pack<T>::n;
 #pragma unroll
-  for (int e0 = 0; e0 < kSlice; e0 += VEC) unpack16<T>(*reinterpret_cast<const uint4*>(src + e0), dst + e0);
+  for (int e0 = 0; e0 < kSlice; e0 += VEC) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(src + e0);
+    unpack16<T>(raw, dst + e0);
+  }
 }
 
 template <typename T>

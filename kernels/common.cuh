@@ -104,11 +104,12 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 // The kernels of a decode step are launched with the programmatic-stream-serialization
 // attribute, so the next kernel is scheduled while the current one finishes instead of after
 // it (the launch gap is a large share of a GPT-2 decode step: ~90 short kernels per token).
-// Correctness never depends on the overlap: every such kernel calls pdl_wait() before its
-// first access to global memory that another kernel writes or reads (griddepcontrol.wait
-// returns once the preceding grid has completed and its writes are visible), and only then
-// lets its own dependent launch (griddepcontrol.launch_dependents). Without the attribute, or
-// below sm_90, both instructions are no-ops. GPT2_CUDA_PDL=0 in the environment turns it off.
+// Correctness never depends on the overlap: every such kernel calls pdl_wait() before any
+// write to global memory and before any read of memory a kernel writes (griddepcontrol.wait
+// returns once the preceding grid has completed and its writes are visible; only reads of the
+// weights, which no kernel of a step writes, may come earlier), and only then lets its own
+// dependent launch (griddepcontrol.launch_dependents). Without the attribute, or below sm_90,
+// both instructions are no-ops. GPT2_CUDA_PDL=0 in the environment turns it off.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -1,7 +1,9 @@
 // The whole forward pass (src/model/gpt2.cpp) on the CUDA backend against the CPU backend:
 // every preset shape, batch 1 and 3, a 7-token prompt (all logits) then greedy decode steps
-// (the second decode step of a batch size replays the CUDA graph captured by the first).
+// (the second decode step of a batch size replays the CUDA graph captured by the first);
+// decode at batch 8 and 9 (the GEMV's last batch, then cuBLAS inside the captured graph).
 // Greedy tokens must agree wherever the CPU's top-2 margin exceeds the logit tolerance.
+// Then CUDA against itself: graph replays equal eager decode steps (GPT2_CUDA_GRAPHS=0).
 //
 // Depth: gpt2 and distilgpt2 run with all their layers; gpt2-medium, -large and -xl keep their
 // real widths, heads and vocabulary but 4 layers, so the check stays within the GPU script's
@@ -9,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -96,6 +99,29 @@ void compare_generation(Models& ms, int batch, int n_prompt, int n_decode, DType
   }
 }
 
+// A CUDA model whose decode steps run eagerly: the backend reads GPT2_CUDA_GRAPHS when it is made.
+std::unique_ptr<Gpt2> eager_cuda_model(HostModel m, DType dtype, const RunLimits& limits) {
+  const char* old = std::getenv("GPT2_CUDA_GRAPHS");
+  const std::string saved = old ? old : "";
+  const bool was_set = old != nullptr;
+  auto restore = [&] {
+    if (was_set)
+      setenv("GPT2_CUDA_GRAPHS", saved.c_str(), 1);
+    else
+      unsetenv("GPT2_CUDA_GRAPHS");
+  };
+  setenv("GPT2_CUDA_GRAPHS", "0", 1);
+  std::unique_ptr<Backend> be;
+  try {
+    be = cuda_backend(dtype);
+  } catch (...) {
+    restore();
+    throw;
+  }
+  restore();
+  return std::make_unique<Gpt2>(std::move(m), std::move(be), limits);
+}
+
 }  // namespace
 
 TEST_CASE("every preset shape matches the CPU backend (prefill + greedy decode)", "[cuda][model]") {
@@ -167,5 +193,71 @@ TEST_CASE("tiny model under the sanitizer matches the CPU backend", "[cuda][sani
     for (int batch : {1, 3})
       for (int T : {1, 7, 65}) compare_generation(ms, batch, T, 3, dtype, "tiny", 200 + T);
     compare_generation(ms, 1, 127, 1, dtype, "tiny", 300);  // up to the last position
+  }
+}
+
+// Decode batches on both sides of the GEMV's 8 rows: batch 8 stages 8 rows in the GEMV inside
+// the captured graph; batch 9 runs its GEMMs through cuBLASLt inside the capture (and classic
+// cuBLAS where cuBLASLt has no algorithm, e.g. the LM head's 50257 outputs), with the 16-bit
+// input conversions captured too.
+TEST_CASE("decode at batch 8 and 9 matches the CPU backend (GEMV and cuBLAS in the graph)", "[cuda][model]") {
+  Config config = Config::preset("gpt2");
+  config.n_layer = 2;
+  const HostModel base = random_model(config, 909);
+  RunLimits limits;
+  limits.max_batch = 9;
+  limits.max_tokens = 16;
+  for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+    Models ms = make_models(base, dtype, limits);
+    for (int batch : {8, 9}) compare_generation(ms, batch, 7, 3, dtype, "gpt2 (2 layers)", 600 + batch);
+  }
+}
+
+// The same steps with and without CUDA graphs give the same logits (the same kernels on the same
+// data: equal up to fp32 rounding at most, far inside the model tolerance). A capture that
+// depended on the backend's host-side record state (a deferred c_attn bias, a 16-bit GEMM input
+// taken as current) would show here at a later replay. The runs interleave batch sizes and
+// eager prefills between replays of each graph; batch 3's replays cross the decode attention's
+// 32-position split boundary (positions 62 to 65); batch 9 captures cuBLAS; a 1-token "prompt"
+// is itself a decode step (a replay of batch 1's graph at position 0).
+TEST_CASE("CUDA graph replays equal eager decode steps", "[cuda][model]") {
+  Config config = Config::preset("gpt2");
+  config.n_layer = 2;
+  const HostModel base = random_model(config, 505);
+  const int V = config.n_vocab;
+  RunLimits limits;
+  limits.max_batch = 9;
+  limits.max_tokens = 64;
+  limits.all_logits = true;
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    HostModel m = copy_model(base);
+    round_matrices(m, dtype);
+    Gpt2 graphs(copy_model(m), cuda_backend(dtype), limits);
+    std::unique_ptr<Gpt2> eager = eager_cuda_model(std::move(m), dtype, limits);
+    struct Run {
+      int batch, n_prompt, n_decode;
+    };
+    uint64_t seed = 700;
+    for (const Run r : {Run{3, 7, 3}, Run{1, 5, 2}, Run{3, 62, 4}, Run{9, 7, 3}, Run{1, 1, 2}, Run{3, 7, 1}}) {
+      graphs.reset();
+      eager->reset();
+      const std::string what = std::string(dtype_name(dtype)) + " B=" + std::to_string(r.batch);
+      std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(r.batch) * r.n_prompt, V, ++seed);
+      std::vector<float> lg, le;
+      graphs.forward(tokens.data(), r.batch, r.n_prompt, Logits::all, lg);
+      eager->forward(tokens.data(), r.batch, r.n_prompt, Logits::all, le);
+      CHECK(close(lg, le, op_tolerance(DType::f32), what + " prefill T=" + std::to_string(r.n_prompt)));
+      for (int step = 0; step < r.n_decode; ++step) {
+        tokens = random_tokens(static_cast<size_t>(r.batch), V, ++seed);
+        lg.assign(lg.size(), std::numeric_limits<float>::quiet_NaN());
+        graphs.forward(tokens.data(), r.batch, 1, Logits::last, lg);
+        eager->forward(tokens.data(), r.batch, 1, Logits::last, le);
+        CHECK(close(lg, le, op_tolerance(DType::f32), what + " decode pos=" + std::to_string(graphs.pos() - 1)));
+      }
+    }
+    if (graphs.backend().name() == "cuda") {
+      CHECK(eager->backend().describe().find("no graphs") != std::string::npos);
+      CHECK(graphs.backend().describe().find("no graphs") == std::string::npos);
+    }
   }
 }

@@ -6,7 +6,8 @@
 // Kernel coverage: embed (embed), layernorm (layernorm, add_layernorm), gemv (linear, <= 8
 // rows), cuBLASLt + bias_act + convert (linear, > 8 rows; inputs written by the test have a
 // stale 16-bit copy, so the conversion runs), kv_cache + attention_prefill (attention, T > 1),
-// attention_decode (attention, T = 1), the deferred c_attn bias (linear on attn_qkv_w, read).
+// attention_decode (attention, T = 1), the deferred c_attn bias (linear on attn_qkv_w, read; two
+// buffers with a bias pending).
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -135,7 +136,7 @@ TEST_CASE("linear matches the CPU backend (GEMV and cuBLASLt paths)", "[cuda][op
     for (const Weight& wt : weights) {
       const Tensor wc = p.cpu->weights().h[0].*wt.w, bc = p.cpu->weights().h[0].*wt.b;
       const Tensor wg = p.gpu->weights().h[0].*wt.w, bg = p.gpu->weights().h[0].*wt.b;
-      for (int rows : {1, 3, 8, 9, 64, 65, 1024}) {
+      for (int rows : {1, 3, 7, 8, 9, 63, 64, 65, 1023, 1024}) {
         const auto in = random_vector(static_cast<size_t>(rows) * wc.cols, 41 + rows);
         Tensor ic = p.cpu->alloc(rows, wc.cols), ig = p.gpu->alloc(rows, wg.cols);
         Tensor oc = p.cpu->alloc(rows, wc.rows), og = p.gpu->alloc(rows, wg.rows);
@@ -248,4 +249,34 @@ TEST_CASE("c_attn bias deferred to attention matches the CPU backend", "[cuda][o
                   label(dtype, "c_attn + attention T=" + std::to_string(shape.n_tokens))));
     }
   }
+}
+
+// Two c_attn outputs in flight: the deferred bias of the first must survive the second linear()
+// and an attention() on the second buffer (a bias pending on another buffer is applied or kept,
+// never dropped).
+TEST_CASE("deferred c_attn biases of two buffers are both applied", "[cuda][ops]") {
+  Pair p(gpt2_layers(1), DType::bf16, 1, 17);
+  const int C = p.config.n_embd;
+  const LayerWeights& wc = p.cpu->weights().h[0];
+  const LayerWeights& wg = p.gpu->weights().h[0];
+  const StepShape shape{1, 9, 0};  // 9 rows: the cuBLASLt path, bf16 inputs
+  p.set_step(std::vector<int32_t>(static_cast<size_t>(shape.rows()), 0), shape);
+  const auto h = random_vector(static_cast<size_t>(shape.rows()) * C, 91);
+  Tensor hc = p.cpu->alloc(shape.rows(), C), hg = p.gpu->alloc(shape.rows(), C);
+  Tensor ac = p.cpu->alloc(shape.rows(), 3 * C), ag = p.gpu->alloc(shape.rows(), 3 * C);
+  Tensor bc = p.cpu->alloc(shape.rows(), 3 * C), bg = p.gpu->alloc(shape.rows(), 3 * C);
+  Tensor oc = p.cpu->alloc(shape.rows(), C), og = p.gpu->alloc(shape.rows(), C);
+  write(*p.cpu, hc, h);
+  write(*p.gpu, hg, h);
+  poison(*p.gpu, ag);
+  poison(*p.gpu, bg);
+  poison(*p.gpu, og);
+  p.cpu->linear(ac, hc, wc.attn_qkv_w, wc.attn_qkv_b, Epilogue::none);
+  p.gpu->linear(ag, hg, wg.attn_qkv_w, wg.attn_qkv_b, Epilogue::none);
+  p.cpu->linear(bc, hc, wc.attn_qkv_w, wc.attn_qkv_b, Epilogue::none);
+  p.gpu->linear(bg, hg, wg.attn_qkv_w, wg.attn_qkv_b, Epilogue::none);
+  p.cpu->attention(oc, bc, 0);
+  p.gpu->attention(og, bg, 0);
+  CHECK(close(read_all(*p.gpu, og), read_all(*p.cpu, oc), op_tolerance(DType::bf16), "attention on the second buffer"));
+  CHECK(close(read_all(*p.gpu, ag), read_all(*p.cpu, ac), op_tolerance(DType::bf16), "the first buffer, read after"));
 }

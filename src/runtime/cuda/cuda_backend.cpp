@@ -20,7 +20,9 @@
 // with bias and GELU fused. The bias of c_attn is deferred from linear() to attention(), where
 // kernels/kv_cache.cu (prefill) or kernels/attention_decode.cu (decode) adds it while writing
 // K and V to the cache. Any other op that reads the QKV buffer first applies the bias
-// ("settle"), so the ops keep backend.h's meaning whoever calls them.
+// ("settle"), so the ops keep backend.h's meaning whoever calls them. One difference remains:
+// after attention() the QKV buffer holds q with its bias and k, v without it in prefill (the
+// CPU leaves it as it was); the forward pass never reads it again.
 //
 // Decode steps (T = 1) are captured into a CUDA graph per batch size on first use and
 // replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly; a capture
@@ -162,6 +164,36 @@ class PinnedBuffer {
   void* ptr_ = nullptr;
 };
 
+// An owned CUDA stream or cuBLAS(Lt) handle: destroyed once by its destructor, which never
+// throws (a failure to destroy is moot at that point). Converts to the raw handle for calls.
+template <typename Handle, typename Destroy>
+class Owned {
+ public:
+  Owned() = default;
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  ~Owned() {
+    if (handle_) Destroy{}(handle_);
+  }
+  void reset(Handle handle) { handle_ = handle; }  // takes ownership (set once, while still empty)
+  operator Handle() const { return handle_; }
+
+ private:
+  Handle handle_ = nullptr;
+};
+struct DestroyStream {
+  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
+};
+struct DestroyLtHandle {
+  void operator()(cublasLtHandle_t h) const { cublasLtDestroy(h); }
+};
+struct DestroyBlasHandle {
+  void operator()(cublasHandle_t h) const { cublasDestroy(h); }
+};
+using OwnedStream = Owned<cudaStream_t, DestroyStream>;
+using OwnedLtHandle = Owned<cublasLtHandle_t, DestroyLtHandle>;
+using OwnedBlasHandle = Owned<cublasHandle_t, DestroyBlasHandle>;
+
 class GraphExec {
  public:
   explicit GraphExec(cudaGraphExec_t exec) : exec_(exec) {}
@@ -219,30 +251,37 @@ constexpr size_t kAlign = 256;
 
 class CudaBackend final : public Backend {
  public:
+  // Each handle is owned as soon as it exists, so a throw part-way (no memory for the workspace,
+  // a cuBLAS that fails to initialize) destroys what was already created.
   CudaBackend(const BackendOptions& options, DType weight_dtype) : options_(options), wdt_(weight_dtype) {
     GPT2_CUDA_CHECK(cudaGetDevice(&device_));
     cudaDeviceProp prop{};
     GPT2_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     device_name_ = prop.name;
     cc_ = std::to_string(prop.major) + std::to_string(prop.minor);
-    GPT2_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    GPT2_CUBLAS_CHECK(cublasLtCreate(&lt_));
+    cudaStream_t stream = nullptr;
+    GPT2_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    stream_.reset(stream);
+    cublasLtHandle_t lt = nullptr;
+    GPT2_CUBLAS_CHECK(cublasLtCreate(&lt));
+    lt_.reset(lt);
     workspace_ = DeviceBuffer(kWorkspaceBytes, "the cuBLASLt workspace", &stats_);
     // Classic cuBLAS: the fallback for GEMM shapes cuBLASLt's heuristic has no algorithm for.
-    GPT2_CUBLAS_CHECK(cublasCreate(&blas_));
+    // cublasSetStream resets the workspace to cuBLAS's own pool, so the workspace comes after it;
+    // a user workspace also keeps cuBLAS from allocating inside a decode-graph capture.
+    cublasHandle_t blas = nullptr;
+    GPT2_CUBLAS_CHECK(cublasCreate(&blas));
+    blas_.reset(blas);
     GPT2_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     GPT2_CUBLAS_CHECK(cublasSetWorkspace(blas_, workspace_.get(), kWorkspaceBytes));
     use_graphs_ = graphs_enabled();
   }
 
+  // Queued work finishes before anything it uses goes (errors are moot here). The members then
+  // go in reverse declaration order: graphs and GEMM plans, buffers, the cuBLAS handle, its
+  // workspace, the cuBLASLt handle, and the stream last.
   ~CudaBackend() override {
-    // Finish queued work before the buffers it uses are freed (errors are moot here).
     if (stream_) cudaStreamSynchronize(stream_);
-    graphs_.clear();
-    plans_.clear();
-    if (blas_) cublasDestroy(blas_);
-    if (lt_) cublasLtDestroy(lt_);
-    if (stream_) cudaStreamDestroy(stream_);
   }
 
   std::string name() const override { return "cuda"; }
@@ -276,6 +315,8 @@ class CudaBackend final : public Backend {
   void wrote(const Tensor& t, bool shadow_written);
   const void* gemm_input(const Tensor& in);
   void settle(const Tensor& t);
+  void apply_pending();
+  void forget_shadows();  // no 16-bit copy is known current (conservative: GEMMs reconvert)
   void gemm(const Tensor& out, const Tensor& in, const Tensor& w, const float* bias);
   GemmPlan* plan(int64_t m, int64_t n, int64_t k, bool with_bias, const float* bias);
   void* k_cache(int layer) const;
@@ -285,13 +326,15 @@ class CudaBackend final : public Backend {
   DType wdt_;
   int device_ = 0;
   std::string device_name_, cc_;
-  cudaStream_t stream_ = nullptr;
-  cublasLtHandle_t lt_ = nullptr;
-  cublasHandle_t blas_ = nullptr;
+  // Declaration order is destruction order reversed (see ~CudaBackend): stats_ before every
+  // DeviceBuffer (their destructors update it), workspace_ before blas_, which uses it.
+  OwnedStream stream_;
+  OwnedLtHandle lt_;
+  MemoryStats stats_;
+  DeviceBuffer workspace_;  // cuBLASLt's and classic cuBLAS's (one stream: never used at once)
+  OwnedBlasHandle blas_;
   bool use_graphs_ = true;
   int graph_failures_ = 0;  // failed decode-graph captures (run_step)
-  MemoryStats stats_;
-  DeviceBuffer workspace_;
 
   bool loaded_ = false;
   Config config_;
@@ -491,11 +534,23 @@ const void* CudaBackend::gemm_input(const Tensor& in) {
 
 // Applies a deferred c_attn bias before anything other than attention() reads the buffer.
 void CudaBackend::settle(const Tensor& t) {
-  if (pending_.qkv == nullptr || pending_.qkv != t.data) return;
+  if (pending_.qkv != nullptr && pending_.qkv == t.data) apply_pending();
+}
+
+// Applies the deferred c_attn bias, whichever buffer it is for (its fp32 data only, so that
+// buffer's 16-bit copy is stale afterwards).
+void CudaBackend::apply_pending() {
+  if (pending_.qkv == nullptr) return;
   const PendingBias p = pending_;
   pending_ = PendingBias{};
   cuda::bias_act(static_cast<float*>(const_cast<void*>(p.qkv)), nullptr, wdt_, p.bias, p.rows, p.cols,
                  /*gelu=*/false, stream_);
+  auto it = activation_by_data_.find(p.qkv);
+  if (it != activation_by_data_.end()) it->second->shadow_rows = 0;
+}
+
+void CudaBackend::forget_shadows() {
+  for (auto& a : activations_) a->shadow_rows = 0;
 }
 
 void* CudaBackend::k_cache(int layer) const { return kv_.as<char>() + (2 * static_cast<size_t>(layer)) * kv_layer_bytes_; }
@@ -529,8 +584,15 @@ void CudaBackend::run_step(const StepShape& shape, const std::function<void()>& 
     record();
     return;
   }
+  // A graph must not depend on record state left by earlier steps, and its replays bypass the
+  // record state: a bias deferred before the step is applied now (inside a capture it would be
+  // added again at every replay; before a replay, the replay may overwrite its buffer), and a
+  // capture takes no 16-bit copy as current unless the step itself wrote it. The forward pass
+  // writes every GEMM input within the step, so this costs nothing there.
+  apply_pending();
   auto it = graphs_.find(shape.batch);
   if (it == graphs_.end()) {
+    forget_shadows();
     // Capture, then instantiate. If either fails for a graph-specific reason (a PDL launch or
     // programmatic edge the driver refuses in capture, an instantiation error), the step is not
     // lost: nothing captured has run, so the host-side record state (deferred bias, which 16-bit
@@ -541,6 +603,7 @@ void CudaBackend::run_step(const StepShape& shape, const std::function<void()>& 
     std::string failure;
     try {
       record();
+      apply_pending();  // a captured step leaves no deferred bias behind
     } catch (const std::exception& e) {
       failure = e.what();
     } catch (...) {
@@ -562,7 +625,7 @@ void CudaBackend::run_step(const StepShape& shape, const std::function<void()>& 
     if (!failure.empty()) {
       cudaGetLastError();  // clear the capture's (non-sticky) error
       pending_ = PendingBias{};
-      for (auto& a : activations_) a->shadow_rows = 0;
+      forget_shadows();
       // One retry at the next decode step (a first capture can trip over one-time work, e.g. a
       // kernel's lazy loading); after a second failure every decode step runs eagerly.
       if (++graph_failures_ >= 2) use_graphs_ = false;
@@ -574,6 +637,7 @@ void CudaBackend::run_step(const StepShape& shape, const std::function<void()>& 
     it = graphs_.emplace(shape.batch, std::make_unique<GraphExec>(exec)).first;
   }
   GPT2_CUDA_CHECK(cudaGraphLaunch(it->second->get(), stream_));
+  forget_shadows();  // the replay wrote 16-bit copies and fp32 data the host did not see
 }
 
 const int32_t* step_pos(const DeviceBuffer& state) { return state.as<int32_t>(); }
@@ -643,7 +707,10 @@ void CudaBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue 
     gemm(out, in, w, applied);
     wrote(out, false);
   }
-  if (defer_bias) pending_ = PendingBias{out.data, b, out.rows, out.cols};
+  if (defer_bias) {
+    apply_pending();  // another buffer's deferred bias (out's own was dropped by wrote(out))
+    pending_ = PendingBias{out.data, b, out.rows, out.cols};
+  }
 }
 
 // The cuBLASLt configuration of one GEMM shape (cached); null when cuBLASLt has no algorithm
@@ -733,7 +800,7 @@ void CudaBackend::attention(Tensor out, Tensor qkv, int layer) {
   activation(out, "attention");
   activation(qkv, "attention");
   const float* bias = pending_.qkv == qkv.data ? pending_.bias : nullptr;
-  pending_ = PendingBias{};
+  if (bias) pending_ = PendingBias{};  // taken here; a bias pending on another buffer stays
   const int H = config_.n_head, hd = config_.head_dim(), n_ctx = config_.n_ctx;
   const int32_t* pos = step_pos(step_state_);
   if (shape_.n_tokens == 1) {
