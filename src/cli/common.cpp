@@ -110,7 +110,8 @@ LoadedModel load(const ModelOptions& options, const RunLimits& limits, Tokenizer
   const BackendOptions backend = backend_options(options);
   const auto start = std::chrono::steady_clock::now();
   HostModel host = load_model(options.model);
-  auto model = std::make_unique<Gpt2>(std::move(host), make_backend(backend), limits);
+  std::unique_ptr<Backend> device = make_backend(backend, host.config);
+  auto model = std::make_unique<Gpt2>(std::move(host), std::move(device), limits);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.verbose) {
     std::cerr << "loaded " << model->name() << " (" << model->config().n_layer << " layers, n_embd "

@@ -19,7 +19,16 @@ bool cuda_available(std::string* reason) {
 #endif
 }
 
-std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
+namespace {
+
+#if GPT2_WITH_CUDA
+constexpr bool kBuiltWithCuda = true;
+#else
+constexpr bool kBuiltWithCuda = false;
+#endif
+
+// `config` may be null: the shape is then not checked.
+std::unique_ptr<Backend> select_backend(const BackendOptions& options, const Config* config) {
   std::string reason;
   switch (options.device) {
     case Device::cpu:
@@ -32,15 +41,30 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& options) {
 #endif
       break;
     case Device::auto_select:
+      // CUDA when it can run this request, else the CPU with a note saying why (in a build
+      // without CUDA only with -v: there the CPU is the only choice, not a fallback).
       if (cuda_available(&reason)) {
 #if GPT2_WITH_CUDA
-        return make_cuda_backend(options);
+        if (!options.auto_dtype && options.weight_dtype == DType::i8)
+          reason = "--dtype int8 runs on the CPU only";
+        else if (config && !cuda_unsupported_shape(*config).empty())
+          reason = cuda_unsupported_shape(*config);
+        else
+          return make_cuda_backend(options);
 #endif
       }
-      if (options.verbose) std::cerr << "note: using the CPU (" << reason << ")\n";
+      if (kBuiltWithCuda || options.verbose) std::cerr << "note: running on the CPU (" << reason << ")\n";
       return make_cpu_backend(options);
   }
   throw Error("internal: unknown device");
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options) { return select_backend(options, nullptr); }
+
+std::unique_ptr<Backend> make_backend(const BackendOptions& options, const Config& config) {
+  return select_backend(options, &config);
 }
 
 }  // namespace gpt2

@@ -90,9 +90,12 @@ class Backend {
   virtual int64_t peak_device_bytes() const { return -1; }
 };
 
-// Creates the backend options.device asks for. auto_select: CUDA when a usable device is
-// present, else CPU (with a note on stderr when verbose). cuda without a usable device:
-// gpt2::Error naming the reason.
+// Creates the backend options.device asks for, for a model of shape `config`. auto_select:
+// CUDA when a usable device is present and can run the request (the model's shape, the
+// dtype: int8 is CPU-only), else the CPU with a one-line note on stderr (in a build without
+// CUDA only with verbose). cuda without a usable device: gpt2::Error naming the reason.
+std::unique_ptr<Backend> make_backend(const BackendOptions& options, const Config& config);
+// The same without a model shape: auto_select does not check the shape.
 std::unique_ptr<Backend> make_backend(const BackendOptions& options);
 
 // Whether a usable CUDA device is present; `reason` says why not. Never crashes.

@@ -297,6 +297,22 @@ TEST_CASE("the CPU backend describes itself and rejects fp16", "[cpu]") {
   CHECK(make_cpu_backend(opt)->weight_dtype() == DType::i8);
 }
 
+TEST_CASE("set_step refuses token ids outside the vocabulary", "[cpu][ops]") {
+  const Config cfg = test::tiny_config();
+  const HostModel host = test::tiny_model(cfg, 9);
+  BackendOptions opt;
+  opt.threads = 1;
+  auto be = make_cpu_backend(opt);
+  be->load(cfg, host.weights, 1);
+  for (int32_t bad : {-1, static_cast<int32_t>(cfg.n_vocab)}) {
+    const std::vector<int32_t> tokens = {0, bad};
+    CHECK_THROWS_WITH(be->set_step(tokens.data(), StepShape{1, 2, 0}),
+                      "internal: token id " + std::to_string(bad) + " outside the vocabulary");
+  }
+  const std::vector<int32_t> last = {0, static_cast<int32_t>(cfg.n_vocab - 1)};
+  CHECK_NOTHROW(be->set_step(last.data(), StepShape{1, 2, 0}));
+}
+
 TEST_CASE("backend layernorm, add_layernorm and attention match the reference for N = 1..65", "[cpu][ops]") {
   Config cfg = test::tiny_config();  // n_embd 40, 4 heads of head_dim 10
   cfg.n_ctx = 80;

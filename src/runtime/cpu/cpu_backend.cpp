@@ -179,6 +179,9 @@ class CpuBackend final : public Backend {
     if (shape.batch < 1 || shape.n_tokens < 1 || shape.pos < 0 || shape.batch > max_batch_ ||
         shape.pos + shape.n_tokens > config_.n_ctx)
       throw Error("internal: step shape outside the loaded limits");
+    for (int i = 0; i < shape.rows(); ++i)
+      if (tokens[i] < 0 || tokens[i] >= config_.n_vocab)
+        throw Error("internal: token id " + std::to_string(tokens[i]) + " outside the vocabulary");
     shape_ = shape;
     tokens_.assign(tokens, tokens + shape.rows());
   }

@@ -21,8 +21,9 @@
 // kernels/kv_cache.cu (prefill) or kernels/attention_decode.cu (decode) adds it while writing
 // K and V to the cache. Any other op that reads the QKV buffer first applies the bias
 // ("settle"), so the ops keep backend.h's meaning whoever calls them. One difference remains:
-// after attention() the QKV buffer holds q with its bias and k, v without it in prefill (the
-// CPU leaves it as it was); the forward pass never reads it again.
+// after attention() the QKV buffer differs from the CPU's (which leaves it as it was): in
+// prefill q holds its bias and k, v do not; in decode none does. The forward pass never reads
+// it again.
 //
 // Decode steps (T = 1) are captured into a CUDA graph per batch size on first use and
 // replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly; a capture
@@ -72,6 +73,7 @@ void check_cuda(cudaError_t err, const char* call, int line) {
 
 void check_cublas(cublasStatus_t status, const char* call, int line) {
   if (status == CUBLAS_STATUS_SUCCESS) return;
+  cudaGetLastError();  // a CUDA error behind it would otherwise be blamed on the next launch
   throw Error(std::string("cuBLAS error: ") + cublasLtGetStatusString(status) + " (" + call +
               ", cuda_backend.cpp:" + std::to_string(line) + ")");
 }
@@ -371,13 +373,8 @@ class CudaBackend final : public Backend {
 void CudaBackend::load(const Config& config, const ModelWeights& host, int max_batch) {
   if (loaded_) throw Error("internal: CUDA backend loaded twice");
   if (max_batch < 1) throw Error("internal: max_batch must be at least 1");
-  if (config.head_dim() != cuda::kAttentionHeadDim)
-    throw Error("the CUDA backend needs head_dim 64 (n_embd / n_head = " + std::to_string(config.head_dim()) +
-                "); use --device cpu");
-  if (config.n_embd % 8 != 0 || config.n_embd > cuda::kLayernormMaxCols)
-    throw Error("the CUDA backend needs n_embd a multiple of 8 and at most " +
-                std::to_string(cuda::kLayernormMaxCols) + " (got " + std::to_string(config.n_embd) +
-                "); use --device cpu");
+  const std::string unsupported = cuda_unsupported_shape(config);
+  if (!unsupported.empty()) throw Error(unsupported + "; use --device cpu");
   if (static_cast<int>(host.h.size()) != config.n_layer)
     throw Error("internal: host weights have " + std::to_string(host.h.size()) + " layers, config " +
                 std::to_string(config.n_layer));
@@ -564,6 +561,9 @@ void CudaBackend::set_step(const int32_t* tokens, const StepShape& shape) {
       shape.pos + shape.n_tokens > config_.n_ctx)
     throw Error("internal: CUDA step of " + std::to_string(shape.batch) + " x " + std::to_string(shape.n_tokens) +
                 " tokens at position " + std::to_string(shape.pos) + " is outside the run's limits");
+  for (int i = 0; i < shape.rows(); ++i)  // embed reads wte[token] unchecked on the device
+    if (tokens[i] < 0 || tokens[i] >= config_.n_vocab)
+      throw Error("internal: token id " + std::to_string(tokens[i]) + " outside the vocabulary");
   // The pinned staging may still feed the previous step's upload: wait for the stream first.
   GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
   int32_t* staged = step_host_.as<int32_t>();
@@ -870,6 +870,15 @@ bool cuda_device_usable(std::string* reason) {
     return false;
   }
   return cuda::kernels_loadable(reason);
+}
+
+std::string cuda_unsupported_shape(const Config& config) {
+  if (config.head_dim() != cuda::kAttentionHeadDim)
+    return "the CUDA backend needs head_dim 64 (n_embd / n_head = " + std::to_string(config.head_dim()) + ")";
+  if (config.n_embd % 8 != 0 || config.n_embd > cuda::kLayernormMaxCols)
+    return "the CUDA backend needs n_embd a multiple of 8 and at most " + std::to_string(cuda::kLayernormMaxCols) +
+           " (got " + std::to_string(config.n_embd) + ")";
+  return "";
 }
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options) {

@@ -12,6 +12,10 @@ namespace gpt2 {
 // whatever the driver says (no driver, no device, wrong architecture).
 bool cuda_device_usable(std::string* reason);
 
+// Why the CUDA backend cannot run a model of this shape (its kernels need head_dim 64 and
+// n_embd a multiple of 8 up to 2048: every GPT-2 size), or "" when it can.
+std::string cuda_unsupported_shape(const Config& config);
+
 // Throws gpt2::Error when no device is usable.
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
 
