@@ -70,6 +70,21 @@ inline HostModel copy_model(const HostModel& src) {
   return dst;
 }
 
+// x rounded to `dtype` and back (round to nearest even; f32: x itself).
+inline float round_to(float x, DType dtype) {
+  switch (dtype) {
+    case DType::bf16: return bf16_to_f32(f32_to_bf16(x));
+    case DType::f16: return f16_to_f32(f32_to_f16(x));
+    default: return x;
+  }
+}
+
+// Rounds columns [first, last) of a row-major [rows, cols] host matrix to `dtype` and back.
+inline void round_columns(std::vector<float>& m, int64_t cols, int64_t first, int64_t last, DType dtype) {
+  for (size_t row = 0; row < m.size(); row += static_cast<size_t>(cols))
+    for (int64_t c = first; c < last; ++c) m[row + static_cast<size_t>(c)] = round_to(m[row + static_cast<size_t>(c)], dtype);
+}
+
 // Rounds every weight matrix to `dtype` and back (biases and gains stay fp32, as on the GPU).
 inline void round_matrices(HostModel& m, DType dtype) {
   if (dtype == DType::f32) return;
@@ -80,8 +95,7 @@ inline void round_matrices(HostModel& m, DType dtype) {
       if (d == t.data) return;  // a tied lm_head is wte
     done.push_back(t.data);
     float* p = t.f32();
-    for (int64_t i = 0; i < t.numel(); ++i)
-      p[i] = dtype == DType::bf16 ? bf16_to_f32(f32_to_bf16(p[i])) : f16_to_f32(f32_to_f16(p[i]));
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = round_to(p[i], dtype);
   });
 }
 
