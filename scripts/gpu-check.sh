@@ -5,7 +5,10 @@
 # fits is skipped, and the summary is always printed.
 #
 #   1. builds gpt2 and test_cuda with CUDA in build-gpu (all cores, sm_90 only);
-#   2. runs the CUDA tests (every kernel and the whole model against the CPU backend);
+#   2. runs the CUDA tests (every kernel and the whole model against the CPU backend); when they
+#      fail, two triage reruns, each its own phase and verdict: the [attention] tests with the
+#      fp32 SIMT prefill kernel instead of the tensor-core one (GPT2_CUDA_ATTENTION=simt), and the
+#      failed test files without PDL (GPT2_CUDA_PDL=0), leaving time for the main benchmarks;
 #   3. runs compute-sanitizer memcheck and racecheck on the tiny-model test ([sanitize]),
 #      leaving time for the three main benchmarks;
 #   4. benchmarks random:gpt2 and random:gpt2-xl, batch 1 and 8, bf16 and fp16, the 1024-token
@@ -121,8 +124,10 @@ finish() {
     echo "|---|---|---|---|"
     local p
     for p in "${PHASES[@]}"; do echo "| $p | ${P_RC[$p]} | ${P_SECS[$p]} | ${P_VERDICT[$p]} |"; done
-    [[ -f "$LOG/test_cuda.log" ]] && grep -E "^(All tests passed|test cases:)" "$LOG/test_cuda.log" | tail -2 |
-      sed 's/^/test_cuda: /'
+    local t
+    for t in test_cuda triage_attention_simt triage_nopdl; do
+      [[ -f "$LOG/$t.log" ]] && grep -E "^(All tests passed|test cases:)" "$LOG/$t.log" | tail -2 | sed "s/^/$t: /"
+    done
     [[ -f "$LOG/ceilings.log" ]] && grep "^ceiling" "$LOG/ceilings.log"
     compgen -G "$LOG/bench_*.log" >/dev/null && bench_table
     echo "status $status after $(( $(date +%s) - START ))s of a ${BUDGET}s budget" \
@@ -171,14 +176,52 @@ phase build 240 cmake --build build-gpu -j"$JOBS" --target gpt2 test_cuda || {
 }
 
 # ---- 2-3. tests --------------------------------------------------------------------------------
-BENCH_RESERVE=150  # what the sanitizers leave for the three main benchmarks
+BENCH_RESERVE=150  # what the triage reruns and the sanitizers leave for the three main benchmarks
 if [[ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]]; then
-  phase test_cuda 180 build-gpu/test_cuda --durations yes || status=1
+  phase test_cuda 180 build-gpu/test_cuda --durations yes
+  test_rc=$?
+  (( test_rc != 0 )) && status=1
   tail -5 "$LOG/test_cuda.log"
   # The backend falls back to eager decode steps when graph capture fails (a note on stderr):
   # the tests then pass without having exercised graph replay. Say so loudly.
   grep -m1 "graph capture of the decode step failed" "$LOG/test_cuda.log" &&
     stamp "WARNING: decode CUDA graphs fell back to eager execution (line above); graph replay untested"
+
+  # Triage, only when the main run failed (a pass needs none, and the benchmarks come first: each
+  # rerun gets only what leaves BENCH_RESERVE). Both settings are read once per process, so each
+  # is its own run. Their verdicts do not change the exit status (the main run decides it):
+  #   triage_attention_simt: the [attention] tests with the fp32 SIMT prefill kernel for every
+  #     dtype. Passing while the main run's attention tests failed points at the tensor-core kernel.
+  #   triage_nopdl: the failed test files (Catch2 -# tags each case [#file]; every file when the
+  #     log names none, e.g. after a crash) without programmatic dependent launch. Passing points
+  #     at PDL ordering (a kernel reading its predecessor's output before griddepcontrol.wait).
+  triage() {  # triage NAME TIMEOUT_S PASS_VERDICT FAIL_VERDICT ENV_ASSIGNMENT TEST_CUDA_ARGS...
+    local name=$1 limit=$2 pass=$3 fail=$4 setting=$5
+    shift 5
+    local avail=$(( $(left) - END_RESERVE - BENCH_RESERVE ))
+    (( limit > avail )) && limit=$avail
+    if (( limit < 20 )); then
+      stamp "$name: skipped (time budget; run: $setting build-gpu/test_cuda$(printf " '%s'" "$@"))"
+      record "$name" - 0 "skipped (time budget)"
+      return
+    fi
+    phase "$name" "$limit" env "$setting" build-gpu/test_cuda --durations yes "$@"
+    local rc=$?
+    if (( rc == 0 )); then
+      P_VERDICT[$name]=$pass
+    elif (( rc != 124 && rc != 137 )); then
+      P_VERDICT[$name]=$fail
+    fi
+    tail -3 "$LOG/$name.log"
+  }
+  if (( test_rc != 0 && test_rc != 125 )); then
+    triage triage_attention_simt 60 "passes: suspect the tensor-core prefill kernel if [attention] failed above" \
+      "fails with the SIMT kernel too" GPT2_CUDA_ATTENTION=simt "[attention]"
+    failed_files=$(grep -oE '[A-Za-z0-9_]+\.cpp:[0-9]+: FAILED' "$LOG/test_cuda.log" | sed 's/\.cpp:.*//' | sort -u |
+      sed 's/^/[#/; s/$/]/' | paste -sd, -)
+    triage triage_nopdl 150 "passes without PDL: suspect PDL ordering" "fails without PDL too: not PDL alone" \
+      GPT2_CUDA_PDL=0 -# ${failed_files:+"$failed_files"}
+  fi
   SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   sanitize() {  # sanitize TOOL TIMEOUT_S: a refused device (gVisor machines) is "unavailable", not a failure
     local limit=$2 avail=$(( $(left) - END_RESERVE - BENCH_RESERVE ))

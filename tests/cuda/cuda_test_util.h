@@ -82,7 +82,8 @@ inline float round_to(float x, DType dtype) {
 // Rounds columns [first, last) of a row-major [rows, cols] host matrix to `dtype` and back.
 inline void round_columns(std::vector<float>& m, int64_t cols, int64_t first, int64_t last, DType dtype) {
   for (size_t row = 0; row < m.size(); row += static_cast<size_t>(cols))
-    for (int64_t c = first; c < last; ++c) m[row + static_cast<size_t>(c)] = round_to(m[row + static_cast<size_t>(c)], dtype);
+    for (size_t i = row + static_cast<size_t>(first); i < row + static_cast<size_t>(last); ++i)
+      m[i] = round_to(m[i], dtype);
 }
 
 // Rounds every weight matrix to `dtype` and back (biases and gains stay fp32, as on the GPU).
@@ -161,7 +162,7 @@ inline std::vector<float> read_all(Backend& be, const Tensor& t) {
   return v;
 }
 
-// elem: every |got - ref| <= elem * (rms(ref) + |ref|); rel_l2: ||got - ref|| / ||ref||.
+// elem: every |got - ref| <= elem * (rms(ref) + |ref|); rel_l2: ||got - ref|| / ||ref||. See close().
 struct Tolerance {
   double elem;
   double rel_l2;
@@ -187,31 +188,40 @@ inline Tolerance model_tolerance(DType dtype) {
 }
 
 // Compares got with ref; on failure prints the first mismatches and the error summary.
+// row_len > 0: the element check's rms(ref) is that of the element's own row of row_len values
+// rather than of the whole tensor, for outputs whose rows differ in scale by construction
+// (attention: row t averages t + 1 values). rel_l2 is always over the whole tensor.
 inline bool close(const std::vector<float>& got, const std::vector<float>& ref, Tolerance tol,
-                  const std::string& what) {
-  if (got.size() != ref.size()) {
-    UNSCOPED_INFO(what << ": size " << got.size() << " vs " << ref.size());
+                  const std::string& what, size_t row_len = 0) {
+  if (got.size() != ref.size() || (row_len > 0 && ref.size() % row_len != 0)) {
+    UNSCOPED_INFO(what << ": size " << got.size() << " vs " << ref.size() << " (rows of " << row_len << ")");
     return false;
   }
+  const size_t n = ref.size(), len = row_len > 0 ? row_len : std::max<size_t>(1, n);
   double ss_ref = 0, ss_err = 0, max_err = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    ss_ref += static_cast<double>(ref[i]) * ref[i];
+  std::vector<double> row_rms((n + len - 1) / len, 0.0);
+  for (size_t i = 0; i < n; ++i) {
+    const double r2 = static_cast<double>(ref[i]) * ref[i];
+    ss_ref += r2;
+    row_rms[i / len] += r2;
     const double e = static_cast<double>(got[i]) - ref[i];
     ss_err += e * e;
   }
-  const double rms = std::sqrt(ss_ref / std::max<size_t>(1, ref.size()));
+  for (double& r : row_rms) r = std::sqrt(r / static_cast<double>(len));
+  const double rms = std::sqrt(ss_ref / std::max<size_t>(1, n));
   size_t bad = 0;
   std::ostringstream first;
-  for (size_t i = 0; i < ref.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
-    const bool ok = std::isfinite(got[i]) && e <= tol.elem * (rms + std::fabs(ref[i]));
+    const bool ok = std::isfinite(got[i]) && e <= tol.elem * (row_rms[i / len] + std::fabs(ref[i]));
     if (std::isfinite(got[i])) max_err = std::max(max_err, e);
     if (!ok && bad++ < 5) first << " [" << i << "] got " << got[i] << " want " << ref[i] << ";";
   }
   const double rel = ss_ref > 0 ? std::sqrt(ss_err / ss_ref) : std::sqrt(ss_err);
   const bool pass = bad == 0 && rel <= tol.rel_l2 && std::isfinite(rel);
   if (!pass)
-    UNSCOPED_INFO(what << ": " << bad << " of " << ref.size() << " elements outside tolerance, max |err| " << max_err
+    UNSCOPED_INFO(what << ": " << bad << " of " << n << " elements outside tolerance"
+                       << (row_len > 0 ? " (scale: rms of each row)" : "") << ", max |err| " << max_err
                        << ", rel L2 " << rel << " (limit " << tol.rel_l2 << "), rms(ref) " << rms << ";"
                        << first.str());
   return pass;

@@ -154,7 +154,7 @@ TEST_CASE("gpt2 at full context matches the CPU backend", "[cuda][model]") {
 
 // The same tokens as one prefill or one token at a time give the same last logits (CUDA only:
 // the prefill kernel and the decode kernel agree through the KV cache).
-TEST_CASE("CUDA prefill equals token-by-token decoding", "[cuda][model]") {
+TEST_CASE("CUDA prefill equals token-by-token decoding", "[cuda][model][attention]") {
   Config config = Config::preset("gpt2");
   config.n_layer = 4;
   HostModel m = random_model(config, 77);
@@ -258,6 +258,56 @@ TEST_CASE("CUDA graph replays equal eager decode steps", "[cuda][model]") {
     if (graphs.backend().name() == "cuda") {
       CHECK(eager->backend().describe().find("no graphs") != std::string::npos);
       CHECK(graphs.backend().describe().find("no graphs") == std::string::npos);
+    }
+  }
+}
+
+// Determinism as a race detector: two CUDA models on the same weights, fed the same tokens in
+// lockstep, must give bit-identical logits (compared with ==, no tolerance). Every reduction in
+// these steps has a fixed order: the decode attention's last block combines the splits in split
+// order, the GEMV, LayerNorm and prefill attention reduce in fixed trees, and no step here goes
+// through cuBLAS (every GEMM has <= 8 rows, so the GEMV runs). The same inputs can then only give
+// different bits through a race: a PDL kernel reading before its predecessor's writes are visible,
+// a split combined before its partial is published, a graph replay reading stale state. Such a
+// race may stay inside the CPU comparison's tolerance; here any difference fails.
+// Runs: batch 1 with a 7-token prompt (GEMV prefill, prefill attention) then decode to position
+// 103 (1 to 4 attention splits of 32); batch 8 with a 1-token prompt (itself a captured decode
+// step) then decode to position 71 (the 8-row GEMV in the graph, 3 splits).
+TEST_CASE("decode steps are bit-identical from run to run (race detector)", "[cuda][model]") {
+  Config config = Config::preset("gpt2");
+  config.n_layer = 2;
+  const HostModel base = random_model(config, 808);
+  const int V = config.n_vocab;
+  RunLimits limits;
+  limits.max_batch = 8;
+  limits.max_tokens = 7;  // the longest forward call (the prompt); positions go to n_ctx
+  for (DType dtype : {DType::f32, DType::bf16}) {
+    Gpt2 first(copy_model(base), cuda_backend(dtype), limits);
+    Gpt2 second(copy_model(base), cuda_backend(dtype), limits);
+    struct Run {
+      int batch, n_prompt, n_decode;
+    };
+    uint64_t seed = 800;
+    for (const Run r : {Run{1, 7, 97}, Run{8, 1, 71}}) {
+      first.reset();
+      second.reset();
+      std::vector<int32_t> tokens = random_tokens(static_cast<size_t>(r.batch) * r.n_prompt, V, ++seed);
+      std::vector<float> l1, l2;
+      for (int step = 0; step <= r.n_decode; ++step) {
+        const int T = step == 0 ? r.n_prompt : 1;
+        first.forward(tokens.data(), r.batch, T, Logits::last, l1);
+        second.forward(tokens.data(), r.batch, T, Logits::last, l2);
+        REQUIRE(l1.size() == l2.size());
+        size_t differ = 0, first_diff = 0;
+        for (size_t i = 0; i < l1.size(); ++i)
+          if (!(l1[i] == l2[i]) && differ++ == 0) first_diff = i;
+        INFO(dtype_name(dtype) << " B=" << r.batch << " pos=" << first.pos() - T << ": " << differ << " of "
+                               << l1.size() << " logits differ; first [" << first_diff << "] "
+                               << (differ ? l1[first_diff] : 0.0f) << " vs " << (differ ? l2[first_diff] : 0.0f));
+        CHECK(differ == 0);
+        if (differ) break;  // later steps inherit the difference through the KV cache
+        tokens = random_tokens(static_cast<size_t>(r.batch), V, ++seed);
+      }
     }
   }
 }
