@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "cuda_test_util.h"
+#include "runtime/cuda/cuda_backend.h"
 
 using namespace gpt2;
 using Catch::Matchers::Contains;
@@ -35,4 +36,20 @@ TEST_CASE("the CUDA backend describes itself and reports device memory", "[cuda]
   CHECK_THAT(be->describe(), Contains("bf16"));
   // At least the bf16 weights: wte + wpe + one layer, 2 bytes each.
   CHECK(be->peak_device_bytes() >= static_cast<int64_t>(2 * (50257 + 1024 + 12 * 768) * 768));
+}
+
+TEST_CASE("--device auto picks CUDA when it can run the request, else the CPU", "[cuda][errors]") {
+  BackendOptions options;  // device auto, dtype auto (bf16 on CUDA)
+  const Config gpt2 = Config::preset("gpt2");
+  CHECK(make_backend(options, gpt2)->name() == "cuda");
+  CHECK(make_backend(options)->name() == "cuda");
+  Config odd_heads = gpt2;
+  odd_heads.n_head = 16;  // head_dim 48: the CUDA attention kernels need 64
+  REQUIRE(!cuda_unsupported_shape(odd_heads).empty());
+  CHECK(make_backend(options, odd_heads)->name() == "cpu");
+  options.auto_dtype = false;
+  options.weight_dtype = DType::i8;  // CPU only
+  CHECK(make_backend(options, gpt2)->name() == "cpu");
+  options.weight_dtype = DType::f16;
+  CHECK(make_backend(options, gpt2)->name() == "cuda");
 }
