@@ -30,6 +30,33 @@ Gpt2::Gpt2(HostModel host, std::unique_ptr<Backend> backend, const RunLimits& li
 
 void Gpt2::forward(const int32_t* tokens, int batch, int n_tokens, Logits which,
                    std::vector<float>& logits) {
+  if (n_tokens == 1) which = Logits::last;  // one op sequence serves both
+  run(tokens, batch, n_tokens, which);
+  const int64_t rows = which == Logits::all ? static_cast<int64_t>(batch) * n_tokens : batch;
+  logits.resize(static_cast<size_t>(rows) * config_.n_vocab);
+  backend_->read(logits.data(), logits_.first_rows(rows));
+}
+
+void Gpt2::forward_last(const int32_t* tokens, int batch, int n_tokens) {
+  run(tokens, batch, n_tokens, Logits::last);
+}
+
+void Gpt2::last_logits(std::vector<float>& logits) {
+  if (last_batch_ == 0) throw Error("internal: last_logits without a Logits::last step before it");
+  logits.resize(static_cast<size_t>(last_batch_) * config_.n_vocab);
+  backend_->read(logits.data(), logits_.first_rows(last_batch_));
+}
+
+void Gpt2::top_k(int n_vocab, int k, std::vector<int32_t>& ids, std::vector<float>& values,
+                 std::vector<int32_t>& invalid) {
+  if (last_batch_ == 0) throw Error("internal: top_k without a Logits::last step before it");
+  ids.resize(static_cast<size_t>(last_batch_) * k);
+  values.resize(ids.size());
+  invalid.resize(static_cast<size_t>(last_batch_));
+  backend_->top_k(logits_.first_rows(last_batch_), n_vocab, k, ids.data(), values.data(), invalid.data());
+}
+
+void Gpt2::run(const int32_t* tokens, int batch, int n_tokens, Logits which) {
   if (batch < 1 || batch > limits_.max_batch)
     throw Error("batch of " + std::to_string(batch) + " sequences exceeds this run's limit of " +
                 std::to_string(limits_.max_batch));
@@ -39,8 +66,6 @@ void Gpt2::forward(const int32_t* tokens, int batch, int n_tokens, Logits which,
   if (pos_ + n_tokens > config_.n_ctx)
     throw Error("context full: " + std::to_string(pos_) + " + " + std::to_string(n_tokens) +
                 " tokens exceed the model's " + std::to_string(config_.n_ctx) + " positions");
-  // With one token per sequence the last token is every token: one op sequence serves both.
-  if (n_tokens == 1) which = Logits::last;
   if (which == Logits::all && !limits_.all_logits)
     throw Error("internal: Logits::all requested but the run was set up without all_logits");
 
@@ -51,12 +76,10 @@ void Gpt2::forward(const int32_t* tokens, int batch, int n_tokens, Logits which,
   }
 
   const StepShape shape{batch, n_tokens, pos_};
+  last_batch_ = 0;
   backend_->set_step(tokens, shape);
   backend_->run_step(shape, [&] { step(shape, which); });
-
-  const int64_t rows = which == Logits::all ? shape.rows() : batch;
-  logits.resize(static_cast<size_t>(rows) * config_.n_vocab);
-  backend_->read(logits.data(), logits_.first_rows(rows));
+  last_batch_ = which == Logits::last ? batch : 0;
   pos_ += n_tokens;
 }
 

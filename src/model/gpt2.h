@@ -37,8 +37,18 @@ class Gpt2 {
   // Throws gpt2::Error when B, T or pos + T exceed the limits or the context.
   void forward(const int32_t* tokens, int batch, int n_tokens, Logits which, std::vector<float>& logits);
 
+  // The same step with Logits::last, leaving the logits [B, V] in the backend: read them with
+  // last_logits(), or each sequence's k most likely tokens with top_k() (Backend::top_k), which
+  // on CUDA copies k values per sequence instead of V.
+  void forward_last(const int32_t* tokens, int batch, int n_tokens);
+  void last_logits(std::vector<float>& logits);  // [B, V]
+  // ids, values [B, k] and invalid [B] of the first n_vocab logits, as Backend::top_k.
+  void top_k(int n_vocab, int k, std::vector<int32_t>& ids, std::vector<float>& values, std::vector<int32_t>& invalid);
+
  private:
+  void run(const int32_t* tokens, int batch, int n_tokens, Logits which);  // checks, the step, pos
   void step(const StepShape& shape, Logits which);
+  int last_batch_ = 0;  // sequences of the last step when it kept only their last logits, else 0
 
   Config config_;
   std::string name_;

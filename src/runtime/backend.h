@@ -84,6 +84,15 @@ class Backend {
   // Copies an fp32 activation to host memory (waits for the work before it).
   virtual void read(float* dst, Tensor src) = 0;
 
+  // The k most likely of the first n_cols entries of each row of logits [rows, V] (k <= kMaxTopK,
+  // k <= n_cols <= V), to host memory: ids, values [rows, k], most likely first (value
+  // descending, equal values by smaller index, +0 equal to -0; the values' exact bits);
+  // invalid [rows]: 1 when the row's first n_cols hold a NaN or +inf (its ids and values are
+  // then meaningless), else 0. Waits for the work before it. The sampler's candidates
+  // (sampling/sampler.h): on CUDA, a step copies k values per row instead of V.
+  static constexpr int kMaxTopK = 256;
+  virtual void top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) = 0;
+
   // Peak device memory this backend has had allocated (weights, KV cache, activations,
   // workspaces), in bytes, for `gpt2 bench`; -1 when the backend has no device memory (CPU)
   // or cannot tell. Optional: a backend that keeps device memory should override it.

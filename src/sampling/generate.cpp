@@ -50,6 +50,12 @@ std::string StopMatcher::finish() {
   return out;
 }
 
+void TokenModel::forward_top_k(const int32_t*, int, int, int, int, TopTokens&) {
+  throw Error("internal: this model does not offer forward_top_k");
+}
+
+void TokenModel::last_logits(std::vector<float>&) { throw Error("internal: this model does not offer last_logits"); }
+
 void check_prompt_fits(int n_prompt, int n_ctx) {
   if (n_prompt < n_ctx) return;
   throw Error("the prompt is " + std::to_string(n_prompt) + " tokens but the model's context is " +
@@ -115,14 +121,51 @@ GenerateResult generate(TokenModel& model, TokenText& text, const std::vector<in
   std::vector<int32_t> rows;
   rows.reserve(static_cast<size_t>(n_samples) * n_prompt);
   for (int b = 0; b < n_samples; ++b) rows.insert(rows.end(), result.prompt_tokens.begin(), result.prompt_tokens.end());
+  // Each step either copies every logit (`logits`) or, when the model offers it and the sampler
+  // can decide from fewer, each row's `m` most likely (`top`); a row they cannot decide exactly
+  // (see Sampler::sample_top) then fetches the step's logits after all.
   std::vector<float> logits;
+  bool have_logits = false;
+  TopTokens top;
+  const int32_t banned = options.ignore_eos && options.eot >= 0 && options.eot < n_vocab ? options.eot : -1;
+  auto forward = [&](const int32_t* tokens, int n_tokens, size_t history_length) {
+    const int m = sampler.top_needed(history_length, banned >= 0);
+    if (m > 0 && m <= model.max_top_k() && m < n_vocab) {
+      model.forward_top_k(tokens, n_samples, n_tokens, n_vocab, m, top);
+      if (top.k != m || top.ids.size() != static_cast<size_t>(n_samples) * m ||
+          top.logits.size() != top.ids.size() || top.invalid.size() != static_cast<size_t>(n_samples))
+        throw Error("internal: the model returned a malformed top-" + std::to_string(m));
+      have_logits = false;
+      return;
+    }
+    top.k = 0;
+    model.forward(tokens, n_samples, n_tokens, logits);
+    if (logits.size() != static_cast<size_t>(n_samples) * model_vocab)
+      throw Error("internal: the model returned " + std::to_string(logits.size()) + " logits for " +
+                  std::to_string(n_samples) + " rows of " + std::to_string(model_vocab));
+    have_logits = true;
+  };
+  auto next_token = [&](int b, const std::vector<int32_t>& history, int step) {
+    if (top.k > 0 && !top.invalid[b]) {
+      const size_t at = static_cast<size_t>(b) * top.k;
+      const int32_t id = sampler.sample_top(top.ids.data() + at, top.logits.data() + at, top.k, n_vocab, history,
+                                            banned, b, step);
+      if (id >= 0) return id;
+    }
+    if (!have_logits) {
+      model.last_logits(logits);
+      if (logits.size() != static_cast<size_t>(n_samples) * model_vocab)
+        throw Error("internal: the model returned " + std::to_string(logits.size()) + " logits");
+      have_logits = true;
+    }
+    float* row = logits.data() + static_cast<size_t>(b) * model_vocab;
+    if (banned >= 0) row[banned] = -std::numeric_limits<float>::infinity();
+    return sampler.sample(row, n_vocab, history, b, step);
+  };
   model.reset();
-  model.forward(rows.data(), n_samples, n_prompt, logits);
+  forward(rows.data(), n_prompt, result.prompt_tokens.size());
   result.stats.prompt_tokens = n_prompt;
   result.stats.prefill_seconds = seconds_since(start);
-  if (logits.size() != static_cast<size_t>(n_samples) * model_vocab)
-    throw Error("internal: the model returned " + std::to_string(logits.size()) + " logits for " +
-                std::to_string(n_samples) + " rows of " + std::to_string(model_vocab));
 
   auto emit = [&](int b, const std::string& piece) {
     if (piece.empty()) return;
@@ -145,10 +188,7 @@ GenerateResult generate(TokenModel& model, TokenText& text, const std::vector<in
     for (int b = 0; b < n_samples; ++b) {
       Running& r = running[b];
       if (r.done) continue;
-      float* row = logits.data() + static_cast<size_t>(b) * model_vocab;
-      if (options.ignore_eos && options.eot >= 0 && options.eot < n_vocab)
-        row[options.eot] = -std::numeric_limits<float>::infinity();
-      const int32_t id = sampler.sample(row, n_vocab, r.history, b, step);
+      const int32_t id = next_token(b, r.history, step);
       if (id == options.eot && !options.ignore_eos) {
         finish(b, FinishReason::eos);
         continue;
@@ -171,8 +211,12 @@ GenerateResult generate(TokenModel& model, TokenText& text, const std::vector<in
     for (const Running& r : running) all_done = all_done && r.done;
     if (all_done) break;
     // Finished rows are fed their last token again; only equal-length rows can share a step.
-    for (int b = 0; b < n_samples; ++b) next[b] = running[b].history.back();
-    model.forward(next.data(), n_samples, 1, logits);
+    size_t longest = 0;  // the penalty window of the longest running history bounds them all
+    for (int b = 0; b < n_samples; ++b) {
+      next[b] = running[b].history.back();
+      if (!running[b].done) longest = std::max(longest, running[b].history.size());
+    }
+    forward(next.data(), 1, longest);
     ++result.stats.decode_steps;
   }
   result.stats.decode_seconds = seconds_since(first_token);

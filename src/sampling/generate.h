@@ -7,6 +7,11 @@
 //           tokens, or when the sequence fills the context (prompt + tokens == n_ctx)
 //           then forward token[B] at position P + s --> logits [B, n_vocab]
 //
+// When the model offers it (TokenModel::forward_top_k; the real model does), a step returns
+// only each row's m most likely tokens, as many as the sampler needs to decide exactly
+// (Sampler::top_needed / sample_top), so a GPU copies m values per row instead of n_vocab; a
+// row they cannot decide (a tie at the boundary) fetches the step's logits after all.
+//
 // A sequence never grows past n_ctx tokens: the last token sampled is the one that fills
 // position n_ctx - 1, so no forward step ever reads a position outside the context. Samples
 // that stop early keep being fed their last token (batch rows must have equal lengths);
@@ -26,6 +31,15 @@
 
 namespace gpt2 {
 
+// Each row's most likely tokens, most likely first (logit descending, equal logits by
+// smaller id).
+struct TopTokens {
+  int k = 0;
+  std::vector<int32_t> ids;      // [rows, k]
+  std::vector<float> logits;     // [rows, k]
+  std::vector<int32_t> invalid;  // [rows]: 1 when the row holds a NaN or +inf logit
+};
+
 // What the loop needs from a language model.
 class TokenModel {
  public:
@@ -36,6 +50,14 @@ class TokenModel {
   // tokens [batch, n_tokens] row-major, appended after each row's cached tokens;
   // logits [batch, n_vocab]: the next-token logits after each row's last token.
   virtual void forward(const int32_t* tokens, int batch, int n_tokens, std::vector<float>& logits) = 0;
+
+  // Optional, for a model whose logits live on a device: the same step as forward(), but
+  // returning only each row's k most likely tokens among ids [0, n_vocab) (k <= max_top_k()),
+  // so a step copies k candidates per row instead of the whole vocabulary; last_logits() then
+  // gives that step's full logits [batch, n_vocab()] for a row the candidates cannot decide.
+  virtual int max_top_k() const { return 0; }  // 0: not offered
+  virtual void forward_top_k(const int32_t* tokens, int batch, int n_tokens, int n_vocab, int k, TopTokens& top);
+  virtual void last_logits(std::vector<float>& logits);
 };
 
 // What the loop needs from a tokenizer: each sample's tokens as printable text.

@@ -21,11 +21,24 @@ class Gpt2TokenModel : public TokenModel {
   int n_ctx() const override { return model_->config().n_ctx; }
   void reset() override { model_->reset(); }
   void forward(const int32_t* tokens, int batch, int n_tokens, std::vector<float>& logits) override {
-    // A prompt longer than the run's step limit is prefilled in chunks; only the last
-    // chunk's logits are the next-token logits.
+    run(tokens, batch, n_tokens);
+    model_->last_logits(logits);
+  }
+  int max_top_k() const override { return Backend::kMaxTopK; }
+  void forward_top_k(const int32_t* tokens, int batch, int n_tokens, int n_vocab, int k, TopTokens& top) override {
+    run(tokens, batch, n_tokens);
+    model_->top_k(n_vocab, k, top.ids, top.logits, top.invalid);
+    top.k = k;
+  }
+  void last_logits(std::vector<float>& logits) override { model_->last_logits(logits); }
+
+ private:
+  // A prompt longer than the run's step limit is prefilled in chunks; the last chunk's last
+  // logits are the next-token logits.
+  void run(const int32_t* tokens, int batch, int n_tokens) {
     const int chunk = model_->limits().max_tokens;
     if (n_tokens <= chunk) {
-      model_->forward(tokens, batch, n_tokens, Logits::last, logits);
+      model_->forward_last(tokens, batch, n_tokens);
       return;
     }
     std::vector<int32_t> part;
@@ -36,11 +49,10 @@ class Gpt2TokenModel : public TokenModel {
         for (int i = 0; i < t; ++i)
           part[static_cast<size_t>(b) * t + i] = tokens[static_cast<size_t>(b) * n_tokens + t0 + i];
       }
-      model_->forward(part.data(), batch, t, Logits::last, logits);
+      model_->forward_last(part.data(), batch, t);
     }
   }
 
- private:
   Gpt2* model_;
 };
 

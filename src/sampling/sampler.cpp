@@ -41,6 +41,14 @@ void SamplerParams::validate() const {
   if (!finite(frequency_penalty)) throw UsageError("--frequency-penalty must be a finite number");
 }
 
+// One logit of a token seen `count` times in the window (count >= 1).
+static float penalized(float logit, int count, float repeat_penalty, float presence_penalty,
+                       float frequency_penalty) {
+  // Dividing a negative logit would raise it, so negative logits are multiplied (CTRL).
+  logit = logit > 0.0f ? logit / repeat_penalty : logit * repeat_penalty;
+  return logit - (frequency_penalty * static_cast<float>(count) + presence_penalty);
+}
+
 void penalize(float* logits, int n_vocab, const std::vector<int32_t>& recent, float repeat_penalty,
               float presence_penalty, float frequency_penalty) {
   if (recent.empty()) return;
@@ -51,12 +59,8 @@ void penalize(float* logits, int n_vocab, const std::vector<int32_t>& recent, fl
   for (int32_t id : recent) {
     if (id >= 0 && id < n_vocab) ++counts[id];
   }
-  for (const auto& [id, count] : counts) {
-    float& logit = logits[id];
-    // Dividing a negative logit would raise it, so negative logits are multiplied (CTRL).
-    logit = logit > 0.0f ? logit / repeat_penalty : logit * repeat_penalty;
-    logit -= frequency_penalty * static_cast<float>(count) + presence_penalty;
-  }
+  for (const auto& [id, count] : counts)
+    logits[id] = penalized(logits[id], count, repeat_penalty, presence_penalty, frequency_penalty);
 }
 
 int32_t argmax(const float* logits, int n_vocab) {
@@ -274,14 +278,79 @@ Sampler::Sampler(const SamplerParams& params, uint64_t seed) : params_(params), 
   params_.validate();
 }
 
-int32_t Sampler::sample(const float* logits, int n_vocab, const std::vector<int32_t>& history, int sample,
-                        int step) {
+void Sampler::take_window(const std::vector<int32_t>& history) {
   const size_t window = params_.repeat_last_n < 0
                             ? history.size()
                             : std::min(history.size(), static_cast<size_t>(params_.repeat_last_n));
   recent_.assign(history.end() - static_cast<std::ptrdiff_t>(window), history.end());
+}
+
+// As in run_chain: whether penalize() changes anything for the current window.
+bool Sampler::penalties_active() const {
+  return !recent_.empty() && (params_.repeat_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                              params_.frequency_penalty != 0.0f);
+}
+
+int32_t Sampler::sample(const float* logits, int n_vocab, const std::vector<int32_t>& history, int sample,
+                        int step) {
+  take_window(history);
   const double u = uniform(seed_, static_cast<uint64_t>(sample), static_cast<uint64_t>(step));
   const std::vector<Candidate> candidates = run_chain(logits, n_vocab, params_, recent_, work_);
+  return candidates[draw(candidates, u)].id;
+}
+
+int Sampler::top_needed(size_t history_length, bool banned) const {
+  const bool greedy = params_.is_greedy();
+  if (!greedy && params_.top_k <= 0) return 0;
+  const size_t window = params_.repeat_last_n < 0 ? history_length
+                                                  : std::min(history_length, static_cast<size_t>(params_.repeat_last_n));
+  const bool penalties = window > 0 && (params_.repeat_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                                        params_.frequency_penalty != 0.0f);
+  if (penalties && (params_.repeat_penalty < 1.0f || params_.presence_penalty < 0.0f ||
+                    params_.frequency_penalty < 0.0f))
+    return 0;
+  const size_t needed = static_cast<size_t>(greedy ? 1 : params_.top_k) + (penalties ? window : 0) + (banned ? 1 : 0) + 1;
+  return needed > static_cast<size_t>(std::numeric_limits<int>::max()) ? 0 : static_cast<int>(needed);
+}
+
+int32_t Sampler::sample_top(const int32_t* ids, const float* logits, int m, int n_vocab,
+                            const std::vector<int32_t>& history, int32_t banned, int sample, int step) {
+  if (m < 1) throw Error("internal: sampling from no candidates");
+  take_window(history);
+  std::vector<Candidate> candidates(static_cast<size_t>(m));
+  for (int i = 0; i < m; ++i) candidates[i] = Candidate{ids[i], logits[i], 0.0f};
+  // Step 1 on the candidates, with the arithmetic of penalize() (an outsider's logit only drops).
+  if (penalties_active()) {
+    std::unordered_map<int32_t, int> counts;
+    for (int32_t id : recent_)
+      if (id >= 0 && id < n_vocab) ++counts[id];
+    for (Candidate& c : candidates) {
+      auto it = counts.find(c.id);
+      if (it != counts.end())
+        c.logit = penalized(c.logit, it->second, params_.repeat_penalty, params_.presence_penalty,
+                            params_.frequency_penalty);
+    }
+  }
+  for (Candidate& c : candidates)
+    if (c.id == banned) c.logit = -std::numeric_limits<float>::infinity();
+  const float boundary = logits[m - 1];  // no logit outside the candidates is larger
+  if (params_.is_greedy()) {
+    const Candidate best = *std::min_element(candidates.begin(), candidates.end(), more_likely);
+    return boundary < best.logit ? best.id : -1;  // argmax: the smallest id among equal maxima
+  }
+  const int k = params_.top_k;
+  if (k <= 0 || k >= m) return -1;
+  for (Candidate& c : candidates) {
+    c.logit /= params_.temperature;  // apply_temperature
+    if (c.logit == std::numeric_limits<float>::infinity()) return -1;  // run_chain's overflow case
+  }
+  std::sort(candidates.begin(), candidates.end(), more_likely);
+  candidates.resize(static_cast<size_t>(k));  // top_k
+  if (!(boundary / params_.temperature < candidates.back().logit)) return -1;
+  softmax(candidates);
+  top_p(candidates, params_.top_p);
+  min_p(candidates, params_.min_p);
+  const double u = uniform(seed_, static_cast<uint64_t>(sample), static_cast<uint64_t>(step));
   return candidates[draw(candidates, u)].id;
 }
 

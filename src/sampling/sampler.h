@@ -107,7 +107,30 @@ class Sampler {
   int32_t sample(const float* logits, int n_vocab, const std::vector<int32_t>& history, int sample,
                  int step);
 
+  // Sampling from a row's most likely logits only (the model keeps the rest on its device):
+  //
+  // top_needed: how many of a row's most likely raw logits sample_top() wants for a sequence of
+  // history_length tokens: k (1 when greedy, else top_k) + the penalty window (at most that many
+  // distinct ids are lowered) + 1 for a banned id + 1 to see past the boundary. 0 when the
+  // chain needs every logit: a draw without top-k, or a penalty that can raise a logit
+  // (repeat penalty < 1, negative presence or frequency penalty).
+  int top_needed(size_t history_length, bool banned) const;
+  // The token sample() would choose from all n_vocab logits (with `banned`, or -1, set to
+  // -infinity), decided from the m most likely raw logits of the row: ids, logits [m], most
+  // likely first (value descending, equal values by smaller id). Exact: every logit outside
+  // them is at most logits[m - 1] (penalties and temperature never raise one), so when that
+  // boundary, penalized and tempered like an outsider would be, is strictly below the k-th
+  // chosen candidate, no outsider can enter the top k (or be the argmax) and the rest of the
+  // chain (softmax, top-p, min-p, draw) sees exactly the candidates sample() sees. Returns -1
+  // when the boundary does not separate them (ties at the boundary, an overflowing temperature,
+  // every candidate banned): the caller then calls sample() with all logits.
+  int32_t sample_top(const int32_t* ids, const float* logits, int m, int n_vocab, const std::vector<int32_t>& history,
+                     int32_t banned, int sample, int step);
+
  private:
+  void take_window(const std::vector<int32_t>& history);  // recent_ = the penalty window
+  bool penalties_active() const;
+
   SamplerParams params_;
   uint64_t seed_;
   std::vector<int32_t> recent_;  // reused penalty window

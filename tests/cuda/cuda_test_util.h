@@ -13,9 +13,11 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <map>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -166,25 +168,49 @@ inline std::vector<float> read_all(Backend& be, const Tensor& t) {
 struct Tolerance {
   double elem;
   double rel_l2;
+  const char* name = "";  // e.g. "model bf16": the row of the headroom table (tolerance_report)
 };
+
+// The largest share of each named tolerance any close() used (1 = at the limit): printed after
+// the run, so a passing GPU run still shows how much room each tolerance has left.
+struct ToleranceUse {
+  double elem = 0, rel_l2 = 0;
+  int checks = 0;
+};
+inline std::map<std::string, ToleranceUse>& tolerance_use() {
+  static std::map<std::string, ToleranceUse> use;
+  return use;
+}
 
 // One op: fp32 sums in another order; 16-bit: one rounding of the GEMM input or the cache
 // (2^-11 for fp16, 2^-8 for bf16, relative), accumulated over a dot product.
 inline Tolerance op_tolerance(DType dtype) {
   switch (dtype) {
-    case DType::f16: return {1e-2, 2e-3};
-    case DType::bf16: return {5e-2, 1.5e-2};
-    default: return {1e-4, 1e-5};
+    case DType::f16: return {1e-2, 2e-3, "op fp16"};
+    case DType::bf16: return {5e-2, 1.5e-2, "op bf16"};
+    default: return {1e-4, 1e-5, "op fp32"};
   }
 }
 
-// The whole model: the per-op errors compound over the layers.
+// The whole model. Set from a CPU emulation of the CUDA path's roundings (16-bit GEMM inputs
+// above 8 rows, the 16-bit KV cache, Q and P of the tensor-core prefill attention) over every
+// case of test_model.cpp and several seeds (2026-11-28): the worst were elem 2.3e-2 / rel 5.0e-3
+// (bf16), 3.0e-3 / 6.2e-4 (fp16), 1.1e-5 / 2.7e-6 (fp32, summation order only); the limits
+// leave ~4-5x (16-bit) and ~10x (fp32) of room, and are tight enough that a dropped c_fc or
+// v bias (elem 0.135-0.150 in bf16) fails.
 inline Tolerance model_tolerance(DType dtype) {
   switch (dtype) {
-    case DType::f16: return {5e-2, 1e-2};
-    case DType::bf16: return {2e-1, 5e-2};
-    default: return {1e-3, 1e-4};
+    case DType::f16: return {1.5e-2, 3e-3, "model fp16"};
+    case DType::bf16: return {1e-1, 2.5e-2, "model bf16"};
+    default: return {2e-4, 3e-5, "model fp32"};
   }
+}
+
+inline void tolerance_report() {
+  if (tolerance_use().empty()) return;
+  std::printf("tolerance headroom (worst share of the limit over all checks; 1 = at the limit):\n");
+  for (const auto& [name, use] : tolerance_use())
+    std::printf("  %-12s elem %.3f  rel_l2 %.3f  (%d checks)\n", name.c_str(), use.elem, use.rel_l2, use.checks);
 }
 
 // Compares got with ref; on failure prints the first mismatches and the error summary.
@@ -210,14 +236,25 @@ inline bool close(const std::vector<float>& got, const std::vector<float>& ref, 
   for (double& r : row_rms) r = std::sqrt(r / static_cast<double>(len));
   const double rms = std::sqrt(ss_ref / std::max<size_t>(1, n));
   size_t bad = 0;
+  double worst_share = 0;
   std::ostringstream first;
   for (size_t i = 0; i < n; ++i) {
     const double e = std::fabs(static_cast<double>(got[i]) - ref[i]);
-    const bool ok = std::isfinite(got[i]) && e <= tol.elem * (row_rms[i / len] + std::fabs(ref[i]));
-    if (std::isfinite(got[i])) max_err = std::max(max_err, e);
+    const double scale = row_rms[i / len] + std::fabs(ref[i]);
+    const bool ok = std::isfinite(got[i]) && e <= tol.elem * scale;
+    if (std::isfinite(got[i])) {
+      max_err = std::max(max_err, e);
+      if (scale > 0) worst_share = std::max(worst_share, e / (tol.elem * scale));
+    }
     if (!ok && bad++ < 5) first << " [" << i << "] got " << got[i] << " want " << ref[i] << ";";
   }
   const double rel = ss_ref > 0 ? std::sqrt(ss_err / ss_ref) : std::sqrt(ss_err);
+  if (*tol.name) {
+    ToleranceUse& use = tolerance_use()[tol.name];
+    use.elem = std::max(use.elem, worst_share);
+    if (std::isfinite(rel)) use.rel_l2 = std::max(use.rel_l2, rel / tol.rel_l2);
+    ++use.checks;
+  }
   const bool pass = bad == 0 && rel <= tol.rel_l2 && std::isfinite(rel);
   if (!pass)
     UNSCOPED_INFO(what << ": " << bad << " of " << n << " elements outside tolerance"

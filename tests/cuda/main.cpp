@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cuda_test_util.h"
 #include "runtime/cuda/cuda_backend.h"
 
 int main(int argc, char** argv) {
@@ -15,5 +16,7 @@ int main(int argc, char** argv) {
     std::printf("SKIPPED: no usable CUDA device (%s)\n", reason.c_str());
     return 0;
   }
-  return Catch::Session().run(argc, argv);
+  const int failed = Catch::Session().run(argc, argv);
+  gpt2::test::tolerance_report();
+  return failed;
 }

@@ -10,7 +10,10 @@
 // buffers with a bias pending).
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -216,6 +219,47 @@ TEST_CASE("linear at the gpt2-medium, -large and -xl widths matches the CPU back
             INFO(what << ": " << rows * K * 4 << " B of staging fit the " << optin << " B opt-in limit");
             CHECK(gemv);
           }
+        }
+      }
+    }
+  }
+}
+
+// Backend::top_k over logits-shaped rows (the 50257-wide LM-head output): ids, values and the
+// invalid flags equal the CPU backend's exactly (a selection, no arithmetic), for the k the
+// sampler asks (2 greedy, 42 by default, 105 with a penalty window) and the largest allowed, on
+// rows with many exact ties, -0/+0, -inf, and a NaN and a +inf row; also over fewer columns
+// than the row holds (--n-vocab below the model's).
+TEST_CASE("top_k matches the CPU backend", "[cuda][ops]") {
+  Pair p(gpt2_layers(1), DType::bf16, 8, 15);
+  const int V = p.config.n_vocab, rows = 8;
+  std::vector<float> logits = random_vector(static_cast<size_t>(rows) * V, 61, 3.0f);
+  for (int j = 0; j < V; ++j) {
+    logits[static_cast<size_t>(1) * V + j] = std::round(logits[static_cast<size_t>(1) * V + j]);  // ties
+    logits[static_cast<size_t>(2) * V + j] = j % 3 == 0 ? -0.0f : j % 3 == 1 ? 0.0f : -1.0f;
+    if (j % 2) logits[static_cast<size_t>(3) * V + j] = -std::numeric_limits<float>::infinity();
+  }
+  logits[static_cast<size_t>(4) * V + 777] = std::numeric_limits<float>::quiet_NaN();
+  logits[static_cast<size_t>(5) * V + 50000] = std::numeric_limits<float>::infinity();
+  Tensor lc = p.cpu->alloc(rows, V), lg = p.gpu->alloc(rows, V);
+  write(*p.cpu, lc, logits);
+  write(*p.gpu, lg, logits);
+  for (int n_cols : {V, 1000}) {
+    for (int k : {1, 2, 42, 105, Backend::kMaxTopK}) {
+      INFO("k " << k << " over " << n_cols << " columns");
+      std::vector<int32_t> ic(static_cast<size_t>(rows) * k), ig(ic.size(), -7), bc(rows), bg(rows, -7);
+      std::vector<float> vc(ic.size()), vg(ic.size(), std::numeric_limits<float>::quiet_NaN());
+      p.cpu->top_k(lc, n_cols, k, ic.data(), vc.data(), bc.data());
+      p.gpu->top_k(lg, n_cols, k, ig.data(), vg.data(), bg.data());
+      CHECK(bg == bc);
+      CHECK(bc == std::vector<int32_t>{0, 0, 0, 0, n_cols > 777 ? 1 : 0, n_cols > 50000 ? 1 : 0, 0, 0});
+      for (int r = 0; r < rows; ++r) {
+        if (bc[r]) continue;  // an invalid row's candidates mean nothing
+        for (int i = 0; i < k; ++i) {
+          const size_t at = static_cast<size_t>(r) * k + i;
+          INFO("row " << r << " rank " << i);
+          CHECK(ig[at] == ic[at]);
+          CHECK(std::memcmp(&vg[at], &vc[at], sizeof(float)) == 0);  // the same bits
         }
       }
     }

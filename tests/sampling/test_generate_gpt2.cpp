@@ -188,6 +188,54 @@ TEST_CASE("generate gpt2: an emoji split across tokens streams intact", "[genera
   }
 }
 
+// The same model without the top-k path: every step copies all logits.
+class AllLogits : public TokenModel {
+ public:
+  explicit AllLogits(TokenModel& inner) : inner_(&inner) {}
+  int n_vocab() const override { return inner_->n_vocab(); }
+  int n_ctx() const override { return inner_->n_ctx(); }
+  void reset() override { inner_->reset(); }
+  void forward(const int32_t* tokens, int batch, int n_tokens, std::vector<float>& logits) override {
+    inner_->forward(tokens, batch, n_tokens, logits);
+  }
+
+ private:
+  TokenModel* inner_;
+};
+
+TEST_CASE("generate gpt2: sampling from the backend's top-k equals sampling from all logits", "[generate][gpt2]") {
+  const std::vector<int32_t> prompt = tiny_expected().at("prompt").get<std::vector<int32_t>>();
+  const Tokenizer tokenizer = Tokenizer::builtin();
+  auto model = cpu_model(kTinyDir, 3, static_cast<int>(prompt.size()));
+  Gpt2TokenModel fast(*model);
+  AllLogits slow(fast);
+  REQUIRE(fast.max_top_k() == Backend::kMaxTopK);
+  std::vector<GenerateOptions> cases(5);
+  cases[1].sampler.greedy = true;  // greedy: the top 2
+  cases[2].sampler.temperature = 1.5f;  // a flat distribution, penalties and a banned eos
+  cases[2].sampler.repeat_penalty = 1.3f;
+  cases[2].sampler.frequency_penalty = 0.5f;
+  cases[2].ignore_eos = true;
+  cases[3].sampler.top_k = 200;
+  cases[3].sampler.min_p = 0.0f;
+  cases[3].n_vocab = 400;  // fewer ids than the model's
+  cases[4].sampler.top_k = 0;  // needs every logit: the top-k path is not taken
+  for (size_t c = 0; c < cases.size(); ++c) {
+    GenerateOptions o = cases[c];
+    o.n_predict = 10;
+    o.num_samples = 3;
+    o.seed = 77 + c;
+    TokenizerText text_fast(tokenizer), text_slow(tokenizer);
+    const GenerateResult a = generate(fast, text_fast, prompt, o);
+    const GenerateResult b = generate(slow, text_slow, prompt, o);
+    for (int s = 0; s < 3; ++s) {
+      INFO("case " << c << " sample " << s);
+      CHECK(a.samples[s].tokens == b.samples[s].tokens);
+      CHECK(a.samples[s].tokens.size() >= (o.ignore_eos ? 10u : 1u));
+    }
+  }
+}
+
 TEST_CASE("generate gpt2: random:gpt2 runs end to end", "[generate][gpt2]") {
   // Real GPT-2 shapes (12 layers, n_embd 768, 50257 tokens) with seeded random weights.
   auto model = cpu_model("random:gpt2", 1, 8);

@@ -2,7 +2,9 @@
 // time and chained; seeded reproducibility; batch invariance of seeded draws.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -401,4 +403,105 @@ TEST_CASE("sampler: NaN or +infinite logits from the model are an error", "[samp
   // -infinity is a banned token (--ignore-eos), not an error.
   const std::vector<float> banned = {1.0f, -INFINITY, 0.5f};
   CHECK(gpt2::sample_token(banned.data(), 3, plain_params(), {}, 0.5) != 1);
+}
+
+namespace {
+
+// The m most likely of logits [n] (value descending, equal values by smaller id): what a
+// backend's top_k hands the sampler.
+void reference_top(const std::vector<float>& logits, int m, std::vector<int32_t>& ids, std::vector<float>& values) {
+  std::vector<int32_t> order(logits.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  ids.assign(order.begin(), order.begin() + m);
+  values.clear();
+  for (int32_t id : ids) values.push_back(logits[id]);
+}
+
+}  // namespace
+
+TEST_CASE("sampler: sampling from the top candidates equals sampling from all logits", "[sampler]") {
+  // Random rows (continuous, or rounded to a coarse grid so that ties are common), random
+  // parameters, histories and a banned id; whenever sample_top decides, it must choose what
+  // sample() chooses from the whole row; on continuous rows it must decide nearly always.
+  const int n_vocab = 2000;
+  uint64_t state = 99;
+  auto next_uniform = [&] { return gpt2::uniform(state++, 7, 0); };
+  int decided_continuous = 0, cases_continuous = 0, decided_tied = 0;
+  for (int trial = 0; trial < 600; ++trial) {
+    const bool tied = trial % 3 == 2;
+    std::vector<float> logits(n_vocab);
+    for (float& l : logits) {
+      double sum = 0;
+      for (int i = 0; i < 4; ++i) sum += next_uniform();
+      l = static_cast<float>((sum - 2.0) * 8.0);
+      if (tied) l = std::round(l);
+    }
+    SamplerParams params;
+    params.greedy = trial % 5 == 0;
+    params.top_k = std::vector<int>{1, 2, 5, 40, 100}[trial % 5];
+    params.temperature = std::vector<float>{0.8f, 1.0f, 0.3f, 2.5f}[trial % 4];
+    params.top_p = trial % 2 ? 0.95f : 1.0f;
+    params.min_p = trial % 7 < 3 ? 0.05f : 0.0f;
+    params.repeat_penalty = trial % 4 == 1 ? 1.3f : 1.0f;
+    params.presence_penalty = trial % 6 == 2 ? 0.7f : 0.0f;
+    params.frequency_penalty = trial % 8 == 3 ? 0.4f : 0.0f;
+    params.repeat_last_n = trial % 9 == 4 ? 8 : 64;
+    std::vector<int32_t> history;
+    for (int i = 0; i < 40; ++i) history.push_back(static_cast<int32_t>(next_uniform() * 60));  // repeats
+    const int32_t banned = trial % 4 == 0 ? static_cast<int32_t>(next_uniform() * 30) : -1;
+    gpt2::Sampler full(params, 5 + trial), fast(params, 5 + trial);
+    const int m = fast.top_needed(history.size(), banned >= 0);
+    REQUIRE(m > 0);
+    REQUIRE(m < n_vocab);
+    std::vector<int32_t> ids;
+    std::vector<float> values;
+    reference_top(logits, m, ids, values);
+    const int32_t got = fast.sample_top(ids.data(), values.data(), m, n_vocab, history, banned, trial % 3, trial);
+    std::vector<float> row = logits;
+    if (banned >= 0) row[banned] = -std::numeric_limits<float>::infinity();
+    const int32_t want = full.sample(row.data(), n_vocab, history, trial % 3, trial);
+    INFO("trial " << trial << (tied ? " (ties)" : "") << " m " << m << " got " << got << " want " << want);
+    if (got >= 0) CHECK(got == want);
+    if (tied) {
+      decided_tied += got >= 0;
+    } else {
+      ++cases_continuous;
+      decided_continuous += got >= 0;
+    }
+  }
+  CHECK(decided_continuous == cases_continuous);  // no ties: the boundary always separates
+  CHECK(decided_tied > 0);
+}
+
+TEST_CASE("sampler: sample_top defers to all logits when the candidates cannot decide", "[sampler]") {
+  SamplerParams greedy;
+  greedy.greedy = true;
+  gpt2::Sampler s(greedy, 1);
+  // A tie between the best candidate and the boundary: an outsider could equal it with a smaller id.
+  const std::vector<int32_t> ids = {7, 3};
+  const std::vector<float> tie = {2.0f, 2.0f}, clear = {3.0f, 2.0f};
+  CHECK(s.sample_top(ids.data(), tie.data(), 2, 10, {}, -1, 0, 0) == -1);
+  CHECK(s.sample_top(ids.data(), clear.data(), 2, 10, {}, -1, 0, 0) == 7);
+  CHECK(s.sample_top(ids.data(), clear.data(), 2, 10, {}, 7, 0, 0) == -1);  // the best is banned
+  // A penalty that can raise a logit, or a draw without top-k, needs every logit.
+  SamplerParams raise = greedy;
+  raise.frequency_penalty = -1.0f;
+  CHECK(gpt2::Sampler(raise, 1).top_needed(5, false) == 0);
+  CHECK(gpt2::Sampler(raise, 1).top_needed(0, false) == 2);  // no window: nothing is penalized
+  SamplerParams all;
+  all.top_k = 0;
+  CHECK(gpt2::Sampler(all, 1).top_needed(5, false) == 0);
+  SamplerParams usual;  // llama.cpp's defaults: top-k 40, no penalty
+  CHECK(gpt2::Sampler(usual, 1).top_needed(100, true) == 42);
+  usual.repeat_penalty = 1.1f;
+  CHECK(gpt2::Sampler(usual, 1).top_needed(100, false) == 40 + 64 + 1);
+  // A temperature so small that a candidate overflows: run_chain's argmax rule, on all logits.
+  SamplerParams cold;
+  cold.temperature = 1e-38f;
+  const std::vector<int32_t> many = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19,
+                                     20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41};
+  std::vector<float> falling(many.size());
+  for (size_t i = 0; i < falling.size(); ++i) falling[i] = 50.0f - static_cast<float>(i);
+  CHECK(gpt2::Sampler(cold, 1).sample_top(many.data(), falling.data(), 42, 100, {}, -1, 0, 0) == -1);
 }

@@ -199,6 +199,7 @@ class CpuBackend final : public Backend {
   void read(float* dst, Tensor src) override {
     std::memcpy(dst, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
   }
+  void top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) override;
 
  private:
   const cpu::KernelTable& kernels_;
@@ -412,6 +413,48 @@ void CpuBackend::take_last(Tensor out, Tensor in) {
 }
 
 }  // namespace
+
+// A bounded heap per row whose front is the least likely kept: nearly every logit costs one
+// comparison, and only the k survivors are stored and sorted.
+void CpuBackend::top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) {
+  if (k < 1 || k > kMaxTopK || k > n_cols || n_cols > logits.cols)
+    throw Error("internal: top_k of " + std::to_string(k) + " over " + std::to_string(n_cols) + " of " +
+                std::to_string(logits.cols) + " columns");
+  struct Entry {
+    float value;
+    int32_t id;
+  };
+  auto more_likely = [](const Entry& a, const Entry& b) { return a.value > b.value || (a.value == b.value && a.id < b.id); };
+  std::vector<Entry> heap;
+  heap.reserve(static_cast<size_t>(k));
+  for (int64_t r = 0; r < logits.rows; ++r) {
+    const float* row = logits.f32() + r * logits.cols;
+    heap.clear();
+    bool bad = false;
+    for (int32_t j = 0; j < static_cast<int32_t>(n_cols); ++j) {
+      const Entry e{row[j], j};
+      if (std::isnan(e.value) || e.value == INFINITY) {
+        bad = true;
+        continue;
+      }
+      if (static_cast<int>(heap.size()) < k) {
+        heap.push_back(e);
+        std::push_heap(heap.begin(), heap.end(), more_likely);
+      } else if (more_likely(e, heap.front())) {
+        std::pop_heap(heap.begin(), heap.end(), more_likely);
+        heap.back() = e;
+        std::push_heap(heap.begin(), heap.end(), more_likely);
+      }
+    }
+    std::sort(heap.begin(), heap.end(), more_likely);
+    heap.resize(static_cast<size_t>(k), Entry{-INFINITY, 0});  // only short of k when the row is invalid
+    for (int i = 0; i < k; ++i) {
+      ids[r * k + i] = heap[i].id;
+      values[r * k + i] = heap[i].value;
+    }
+    invalid[r] = bad ? 1 : 0;
+  }
+}
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options) {
   return std::make_unique<CpuBackend>(options);

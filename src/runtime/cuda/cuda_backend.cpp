@@ -25,6 +25,10 @@
 // prefill q holds its bias and k, v do not; in decode none does. The forward pass never reads
 // it again.
 //
+// Sampling reads top_k (kernels/top_k.cu): each sequence's k most likely tokens (k = top-k plus
+// the penalty window, 42 with the default sampler) are selected on the device and copied in one
+// small transfer through pinned memory, instead of 50257 logits per sequence per step.
+//
 // Decode steps (T = 1) are captured into a CUDA graph per batch size on first use and
 // replayed afterwards (set GPT2_CUDA_GRAPHS=0 in the environment to run them eagerly; a capture
 // the driver refuses falls back to eager steps with a note on stderr, see run_step); the
@@ -59,6 +63,7 @@
 #include "kernels/gemv.cuh"
 #include "kernels/kv_cache.cuh"
 #include "kernels/layernorm.cuh"
+#include "kernels/top_k.cuh"
 
 namespace gpt2 {
 
@@ -307,6 +312,7 @@ class CudaBackend final : public Backend {
   void attention(Tensor out, Tensor qkv, int layer) override;
   void take_last(Tensor out, Tensor in) override;
   void read(float* dst, Tensor src) override;
+  void top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) override;
 
  private:
   void require_loaded(const char* op) const {
@@ -354,6 +360,10 @@ class CudaBackend final : public Backend {
   bool have_step_ = false;
 
   DeviceBuffer decode_partial_o_, decode_partial_ml_, decode_counters_;
+  // top_k's results, [max_batch] rows of ids [k], values [k] and then invalid [max_batch], on
+  // the device and pinned on the host (one copy per call).
+  DeviceBuffer top_k_device_;
+  PinnedBuffer top_k_host_;
 
   std::vector<std::unique_ptr<Activation>> activations_;
   std::unordered_map<const void*, Activation*> activation_by_data_;
@@ -461,6 +471,9 @@ void CudaBackend::load(const Config& config, const ModelWeights& host, int max_b
   decode_partial_o_ = DeviceBuffer(static_cast<size_t>(max_batch * H * splits * hd) * 4, "attention scratch", &stats_);
   decode_partial_ml_ = DeviceBuffer(static_cast<size_t>(max_batch * H * splits * 2) * 4, "attention scratch", &stats_);
   decode_counters_ = DeviceBuffer(static_cast<size_t>(max_batch * H) * 4, "attention scratch", &stats_);
+  const size_t top_k_bytes = static_cast<size_t>(max_batch) * (2 * kMaxTopK + 1) * 4;
+  top_k_device_ = DeviceBuffer(top_k_bytes, "the top-k candidates", &stats_);
+  top_k_host_ = PinnedBuffer(top_k_bytes);
   GPT2_CUDA_CHECK(cudaMemsetAsync(decode_counters_.get(), 0, decode_counters_.bytes(), stream_));
   GPT2_CUDA_CHECK(cudaMemsetAsync(step_state_.get(), 0, step_state_.bytes(), stream_));
   GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -838,6 +851,28 @@ void CudaBackend::read(float* dst, Tensor src) {
   if (src.dtype != DType::f32) throw Error("internal: CUDA read of a non-fp32 tensor");
   GPT2_CUDA_CHECK(cudaMemcpyAsync(dst, src.data, src.bytes(), cudaMemcpyDeviceToHost, stream_));
   GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) {
+  require_loaded("top_k");
+  settle(logits);
+  if (k < 1 || k > kMaxTopK || k > n_cols || n_cols > logits.cols || logits.rows > max_batch_)
+    throw Error("internal: CUDA top_k of " + std::to_string(k) + " over " + std::to_string(n_cols) + " of " +
+                std::to_string(logits.cols) + " columns in " + std::to_string(logits.rows) + " rows");
+  activation(logits, "top_k");
+  const int64_t rows = logits.rows, n = rows * k;
+  int32_t* d_ids = top_k_device_.as<int32_t>();  // [rows, k]
+  float* d_values = top_k_device_.as<float>() + n;  // [rows, k]
+  int32_t* d_invalid = d_ids + 2 * n;               // [rows]
+  static_assert(kMaxTopK <= cuda::kTopKMax, "the kernel must serve every k the interface allows");
+  cuda::top_k(d_ids, d_values, d_invalid, logits.f32(), rows, n_cols, logits.cols, k, stream_);
+  GPT2_CUDA_CHECK(cudaMemcpyAsync(top_k_host_.as<int32_t>(), d_ids, static_cast<size_t>(2 * n + rows) * 4,
+                                  cudaMemcpyDeviceToHost, stream_));
+  GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  const int32_t* host = top_k_host_.as<int32_t>();
+  std::memcpy(ids, host, static_cast<size_t>(n) * 4);
+  std::memcpy(values, host + n, static_cast<size_t>(n) * 4);
+  std::memcpy(invalid, host + 2 * n, static_cast<size_t>(rows) * 4);
 }
 
 }  // namespace
