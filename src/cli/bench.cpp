@@ -7,7 +7,10 @@
 //   prefill: B sequences of P prompt tokens in one step (logits of the last token only),
 //            then the argmax of each sequence's logits (the first generated token);
 //   decode:  G steps of one token per sequence through the KV cache (random ids again: which
-//            token is fed does not change the work, and it keeps decode independent of sampling).
+//            token is fed does not change the work, and it keeps decode independent of sampling),
+//            each followed by what `gpt2 generate` takes from the logits with the default sampler:
+//            each sequence's 42 most likely tokens (Backend::top_k; on CUDA the selection runs on
+//            the device and 42 candidates per sequence cross to the host, not 50257 logits).
 // Each run yields prefill tokens/s = B*P / t_prefill, decode tokens/s = B*G / t_decode and
 // time to first token = t_prefill; the table reports their median, min and max over runs.
 #include <unistd.h>
@@ -31,6 +34,8 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
+#include "sampling/generate.h"
+#include "sampling/sampler.h"
 
 namespace gpt2::cli {
 namespace {
@@ -121,23 +126,24 @@ struct RunTimes {
 
 // One prefill of `prompt` ([B, P]) followed by `gen_tokens` decode steps of `decode_ids`
 // ([G, B]); the cache is reset first.
+// The candidates the default sampler (top-k 40, no penalty) asks for per sequence and step.
+const int kDecodeCandidates = Sampler(SamplerParams{}, 0).top_needed(0, false);
+
 RunTimes run_once(Gpt2& model, int batch, int prompt_tokens, int gen_tokens, const std::vector<int32_t>& prompt,
-                  const std::vector<int32_t>& decode_ids, std::vector<float>& logits,
-                  std::vector<int32_t>& first_tokens) {
+                  const std::vector<int32_t>& decode_ids, TopTokens& top, std::vector<int32_t>& first_tokens) {
   const int n_vocab = model.config().n_vocab;
   RunTimes t;
   model.reset();
   const auto prefill_start = Clock::now();
-  model.forward(prompt.data(), batch, prompt_tokens, Logits::last, logits);  // [B, V]
-  for (int b = 0; b < batch; ++b) {  // the first generated token of each sequence (greedy)
-    const float* row = logits.data() + static_cast<size_t>(b) * n_vocab;
-    first_tokens[static_cast<size_t>(b)] = static_cast<int32_t>(std::max_element(row, row + n_vocab) - row);
-  }
+  model.forward_last(prompt.data(), batch, prompt_tokens);
+  model.top_k(n_vocab, 1, first_tokens, top.logits, top.invalid);  // the first generated token (greedy)
   t.prefill_s = seconds_since(prefill_start);
 
   const auto decode_start = Clock::now();
-  for (int g = 0; g < gen_tokens; ++g)
-    model.forward(decode_ids.data() + static_cast<size_t>(g) * batch, batch, 1, Logits::last, logits);  // [B, V]
+  for (int g = 0; g < gen_tokens; ++g) {
+    model.forward_last(decode_ids.data() + static_cast<size_t>(g) * batch, batch, 1);
+    model.top_k(n_vocab, kDecodeCandidates, top.ids, top.logits, top.invalid);  // [B, 42]
+  }
   t.decode_s = seconds_since(decode_start);
   return t;
 }
@@ -151,15 +157,15 @@ BenchResult bench_batch(Gpt2& model, int batch, const BenchOptions& opt) {
   for (int32_t& id : prompt) id = random_id(rng);
   std::vector<int32_t> decode_ids(static_cast<size_t>(batch) * opt.gen_tokens);
   for (int32_t& id : decode_ids) id = random_id(rng);
-  std::vector<float> logits;
+  TopTokens top;
   std::vector<int32_t> first_tokens(static_cast<size_t>(batch));
 
   if (opt.model.verbose) std::cerr << "bench: batch " << batch << ": warm-up\n";
-  run_once(model, batch, opt.prompt_tokens, std::min(opt.gen_tokens, 2), prompt, decode_ids, logits, first_tokens);
+  run_once(model, batch, opt.prompt_tokens, std::min(opt.gen_tokens, 2), prompt, decode_ids, top, first_tokens);
 
   std::vector<double> prefill, decode, ttft;
   for (int r = 0; r < opt.reps; ++r) {
-    const RunTimes t = run_once(model, batch, opt.prompt_tokens, opt.gen_tokens, prompt, decode_ids, logits,
+    const RunTimes t = run_once(model, batch, opt.prompt_tokens, opt.gen_tokens, prompt, decode_ids, top,
                                 first_tokens);
     prefill.push_back(static_cast<double>(batch) * opt.prompt_tokens / t.prefill_s);
     ttft.push_back(t.prefill_s * 1e3);
