@@ -279,7 +279,7 @@ __global__ __launch_bounds__(kThreads) void top_k_kernel(int32_t* ids, float* va
 
 void argmax(int32_t* out, const float* logits, int64_t rows, int64_t cols, cudaStream_t stream) {
   if (rows <= 0) return;
-  if (cols <= 0 || cols > 0x7ffffffe) throw Error("argmax: bad row length " + std::to_string(cols));
+  if (cols <= 0 || cols > kMaxCols) throw Error("argmax: bad row length " + std::to_string(cols));
   argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(out, logits, static_cast<int>(cols));
   check_launch("argmax");
 }
