@@ -128,6 +128,9 @@ finish() {
     for t in test_cuda triage_attention_simt triage_nopdl; do
       [[ -f "$LOG/$t.log" ]] && grep -E "^(All tests passed|test cases:)" "$LOG/$t.log" | tail -2 | sed "s/^/$t: /"
     done
+    # How close each CUDA-vs-CPU tolerance came to its limit (tests/cuda/cuda_test_util.h).
+    [[ -f "$LOG/test_cuda.log" ]] && awk '/^tolerance headroom/ {p = 1; print; next} p && /^  / {print; next} {p = 0}' \
+      "$LOG/test_cuda.log"
     [[ -f "$LOG/ceilings.log" ]] && grep "^ceiling" "$LOG/ceilings.log"
     compgen -G "$LOG/bench_*.log" >/dev/null && bench_table
     echo "status $status after $(( $(date +%s) - START ))s of a ${BUDGET}s budget" \
