@@ -30,7 +30,10 @@ class Gpt2 {
   const RunLimits& limits() const { return limits_; }
 
   int pos() const { return pos_; }  // tokens per sequence already in the KV cache
-  void reset() { pos_ = 0; }        // forgets the cache (the next step starts at position 0)
+  void reset() {  // forgets the cache (the next step starts at position 0) and the last logits
+    pos_ = 0;
+    last_batch_ = 0;
+  }
 
   // tokens [B, T] row-major, appended after the cached tokens of each sequence.
   // logits: [B, T, n_vocab] for Logits::all, [B, n_vocab] for Logits::last.
