@@ -33,25 +33,7 @@ namespace gpt2::test {
 
 // Every tensor of a ModelWeights (lm_head included; it may alias wte).
 inline void for_each_tensor(ModelWeights& w, const std::function<void(Tensor&, bool matrix)>& fn) {
-  fn(w.wte, true);
-  fn(w.wpe, true);
-  for (LayerWeights& l : w.h) {
-    fn(l.ln_1_g, false);
-    fn(l.ln_1_b, false);
-    fn(l.attn_qkv_w, true);
-    fn(l.attn_qkv_b, false);
-    fn(l.attn_proj_w, true);
-    fn(l.attn_proj_b, false);
-    fn(l.ln_2_g, false);
-    fn(l.ln_2_b, false);
-    fn(l.mlp_fc_w, true);
-    fn(l.mlp_fc_b, false);
-    fn(l.mlp_proj_w, true);
-    fn(l.mlp_proj_b, false);
-  }
-  fn(w.ln_f_g, false);
-  fn(w.ln_f_b, false);
-  fn(w.lm_head, true);
+  for (const WeightPair& p : weight_pairs(w, w, /*with_lm_head=*/true)) fn(*p.dst, p.role != WeightRole::vector);
 }
 
 // A deep copy of a host model (its own storage, every view re-pointed into it).

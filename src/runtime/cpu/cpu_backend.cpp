@@ -228,37 +228,20 @@ void CpuBackend::load(const Config& config, const ModelWeights& host, int max_ba
   max_batch_ = max_batch;
   const bool tied = host.lm_head.data == host.wte.data;
 
-  // Two passes over the same list of tensors: size them, then place and convert them.
-  struct Slot {
-    Tensor* dst;
-    const Tensor* src;
-    bool matrix;  // linear weight: packed in the weight dtype; else fp32 row-major
-  };
-  std::vector<Slot> slots;
+  // Two passes over the same list of tensors: size them, then place and convert them. Linear
+  // weights and wte (also the tied LM head) are packed in the weight dtype; wpe (read row by
+  // row), biases and gains stay fp32 row-major.
   weights_ = ModelWeights{};
-  weights_.h.resize(host.h.size());
-  slots.push_back({&weights_.wte, &host.wte, true});
-  slots.push_back({&weights_.wpe, &host.wpe, false});
-  for (size_t l = 0; l < host.h.size(); ++l) {
-    const LayerWeights& s = host.h[l];
-    LayerWeights& d = weights_.h[l];
-    for (auto [dst, src, matrix] : {Slot{&d.ln_1_g, &s.ln_1_g, false}, Slot{&d.ln_1_b, &s.ln_1_b, false},
-                                    Slot{&d.attn_qkv_w, &s.attn_qkv_w, true}, Slot{&d.attn_qkv_b, &s.attn_qkv_b, false},
-                                    Slot{&d.attn_proj_w, &s.attn_proj_w, true}, Slot{&d.attn_proj_b, &s.attn_proj_b, false},
-                                    Slot{&d.ln_2_g, &s.ln_2_g, false}, Slot{&d.ln_2_b, &s.ln_2_b, false},
-                                    Slot{&d.mlp_fc_w, &s.mlp_fc_w, true}, Slot{&d.mlp_fc_b, &s.mlp_fc_b, false},
-                                    Slot{&d.mlp_proj_w, &s.mlp_proj_w, true}, Slot{&d.mlp_proj_b, &s.mlp_proj_b, false}})
-      slots.push_back({dst, src, matrix});
-  }
-  slots.push_back({&weights_.ln_f_g, &host.ln_f_g, false});
-  slots.push_back({&weights_.ln_f_b, &host.ln_f_b, false});
-  if (!tied) slots.push_back({&weights_.lm_head, &host.lm_head, true});
+  const std::vector<WeightPair> slots = weight_pairs(weights_, host, /*with_lm_head=*/!tied);
+  auto packed = [](const WeightPair& p) {
+    return p.role != WeightRole::vector && p.role != WeightRole::position_embedding;
+  };
 
   size_t total = 0;
-  for (const Slot& s : slots) {
+  for (const WeightPair& s : slots) {
     if (s.src->empty() || s.src->dtype != DType::f32)
       throw Error("internal: host weights must be present and fp32");
-    if (s.matrix) {
+    if (packed(s)) {
       total += align64(cpu::packed_bytes(dtype_, s.src->rows, s.src->cols));
       total += align64(cpu::packed_scale_bytes(dtype_, s.src->rows, s.src->cols, kInt8GroupSize));
     } else {
@@ -268,8 +251,8 @@ void CpuBackend::load(const Config& config, const ModelWeights& host, int max_ba
   weight_storage_ = AlignedBuffer(total, Fill::none);
   char* base = static_cast<char*>(weight_storage_.data());
   size_t offset = 0;
-  for (const Slot& s : slots) {
-    if (s.matrix) {
+  for (const WeightPair& s : slots) {
+    if (packed(s)) {
       void* data = base + offset;
       offset += align64(cpu::packed_bytes(dtype_, s.src->rows, s.src->cols));
       float* scales = reinterpret_cast<float*>(base + offset);

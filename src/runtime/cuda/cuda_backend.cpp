@@ -412,29 +412,10 @@ void CudaBackend::load(const Config& config, const ModelWeights& host, int max_b
     if (dtype != DType::f32) largest_matrix = std::max(largest_matrix, h.bytes());
   };
   ModelWeights& w = weights_;
-  w.h.assign(config.n_layer, LayerWeights{});
-  place(host.wte, w.wte, wdt_);
-  place(host.wpe, w.wpe, wdt_);
-  for (int l = 0; l < config.n_layer; ++l) {
-    const LayerWeights& hl = host.h[l];
-    LayerWeights& dl = w.h[l];
-    place(hl.ln_1_g, dl.ln_1_g, DType::f32);
-    place(hl.ln_1_b, dl.ln_1_b, DType::f32);
-    place(hl.attn_qkv_w, dl.attn_qkv_w, wdt_);
-    place(hl.attn_qkv_b, dl.attn_qkv_b, DType::f32);
-    place(hl.attn_proj_w, dl.attn_proj_w, wdt_);
-    place(hl.attn_proj_b, dl.attn_proj_b, DType::f32);
-    place(hl.ln_2_g, dl.ln_2_g, DType::f32);
-    place(hl.ln_2_b, dl.ln_2_b, DType::f32);
-    place(hl.mlp_fc_w, dl.mlp_fc_w, wdt_);
-    place(hl.mlp_fc_b, dl.mlp_fc_b, DType::f32);
-    place(hl.mlp_proj_w, dl.mlp_proj_w, wdt_);
-    place(hl.mlp_proj_b, dl.mlp_proj_b, DType::f32);
-  }
-  place(host.ln_f_g, w.ln_f_g, DType::f32);
-  place(host.ln_f_b, w.ln_f_b, DType::f32);
+  w = ModelWeights{};
   const bool tied = host.lm_head.empty() || host.lm_head.data == host.wte.data;
-  if (!tied) place(host.lm_head, w.lm_head, wdt_);
+  for (const WeightPair& p : weight_pairs(w, host, /*with_lm_head=*/!tied))
+    place(*p.src, *p.dst, p.role == WeightRole::vector ? DType::f32 : wdt_);
 
   weight_storage_ = DeviceBuffer(total, "the weights (" + mib(total) + ")", &stats_);
   {
