@@ -1,31 +1,36 @@
 // Decode attention (Flash-Decoding: Dao, Haziza, Massa, Sizov 2023, "Flash-Decoding for
 // long-context inference"), fused with the QKV bias add and the KV cache append:
-//   for each sequence b and head h, with the new token at position p = *pos:
-//     q = qkv[b, q_h] + bias_q;  k_cache[b,h,p] = qkv[b, k_h] + bias_k;  v_cache[b,h,p] = ... v
-//     split s covers cache positions [32 s, 32 s + 32) ∩ [0, p]:
-//       m_s = max_j (q . k_j) / 8,  l_s = sum_j exp(s_j - m_s),  o_s = sum_j exp(s_j - m_s) v_j
-//     out[b, h] = sum_s exp(m_s - M) o_s / sum_s exp(m_s - M) l_s,  M = max_s m_s
+//   for each row b (one sequence, one new token at position p = positions[b] of slot
+//   s = row_slots[b]) and head h:
+//     q = qkv[b, q_h] + bias_q;  k_cache[s,h,p] = qkv[b, k_h] + bias_k;  v_cache[s,h,p] = ... v
+//     split j covers cache positions [32 j, 32 j + 32) ∩ [0, p]:
+//       m_j = max_i (q . k_i) / 8,  l_j = sum_i exp(s_i - m_j),  o_j = sum_i exp(s_i - m_j) v_i
+//     out[b, h] = sum_j exp(m_j - M) o_j / sum_j exp(m_j - M) l_j,  M = max_j m_j
+//     qkv[b, q_h | k_h | v_h] += bias  (written back, so qkv holds the biased q, k, v afterwards)
 //
-// Shapes: qkv [B, 3C] fp32 (T = 1), caches [max_batch, n_head, n_ctx, 64], out [B, C] fp32;
-// scratch partial_o [B, n_head, splits, 64], partial_ml [B, n_head, splits, 2], counters
-// [B, n_head].
+// Shapes: qkv [B, 3C] fp32, positions and row_slots [B] (the device batch, kernels/batch.cuh:
+// every sequence at its own position in its own slot), caches [n_slots, n_head, n_ctx, 64],
+// out [B, C] fp32; scratch partial_o [B, n_head, splits, 64], partial_ml [B, n_head, splits, 2],
+// counters [B, n_head] (indexed by row, not slot, so the scratch is sized by the step).
 // Work split: grid (splits = n_ctx / 32, n_head, B) of 128-thread blocks, so even 12 heads at
 // batch 1 give hundreds of blocks at long contexts. The grid covers the whole context and
-// blocks past the current length return at once: the launch has the same shape at every
-// position, which is what lets the decode step be captured once in a CUDA graph while the
-// position comes from device memory. In a block, scores use 16 keys x 8 slices of 8 dims
-// (one 16-byte load of a 16-bit cache per thread per key), reduced over 8 lanes; P.V uses
+// blocks past their row's current length return at once: the launch has the same shape at every
+// position, which is what lets the decode step be captured once in a CUDA graph while each
+// row's position and slot come from device memory. In a block, scores use 16 keys x 8 slices of
+// 8 dims (one 16-byte load of a 16-bit cache per thread per key), reduced over 8 lanes; P.V uses
 // 16 key groups x 8 dim slices, reduced through shared memory.
-// Combine: each block writes (o_s, m_s, l_s), then counts itself done with an atomic on its
+// Combine: each block writes (o_j, m_j, l_j), then counts itself done with an atomic on its
 // (b, h) counter; the last block of the (b, h) (the one that sees count = active - 1) reads
 // the partials and writes out[b, h] — no second kernel (the threadFenceReduction pattern of
 // the CUDA samples: __threadfence before the count, L2 loads (__ldcg) after it). The last
-// block resets the counter to zero for the next step.
+// block resets the counter to zero for the next step. It is also the one that writes the biased
+// q, k, v of (b, h) back into qkv: every other block of (b, h) has read them before counting
+// itself done, so none can read a value with the bias already added.
 // The block whose split holds position p writes the new k, v to the cache, then a barrier
 // makes them visible to its own threads (plain loads, never the non-coherent read-only path);
 // no other block reads position p.
 // Numerics: fp32; q pre-scaled by log2(e)/8 so exponentials are exp2f. Every active split has
-// at least one key (its first position is <= p), so each m_s is finite.
+// at least one key (its first position is <= p), so each m_j is finite.
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
 
@@ -54,11 +59,11 @@ __device__ __forceinline__ void load8(const T* src, float* dst) {
 }
 
 template <typename T>
-__global__ __launch_bounds__(kThreads) void attention_decode_kernel(float* out, const float* qkv, T* k_cache,
-                                                                    T* v_cache, const float* bias,
-                                                                    const int32_t* pos_ptr, int n_head, int n_ctx,
-                                                                    int n_splits, float scale_log2, float* partial_o,
-                                                                    float* partial_ml, int32_t* counters) {
+__global__ __launch_bounds__(kThreads) void attention_decode_kernel(float* out, float* qkv, T* k_cache, T* v_cache,
+                                                                    const float* bias, DeviceBatch batch, int n_head,
+                                                                    int n_ctx, int n_splits, float scale_log2,
+                                                                    float* partial_o, float* partial_ml,
+                                                                    int32_t* counters) {
   __shared__ float q_s[kHeadDim];
   __shared__ float p_s[kChunk];
   __shared__ float red[kKeyLanes][kHeadDim];
@@ -69,15 +74,16 @@ __global__ __launch_bounds__(kThreads) void attention_decode_kernel(float* out, 
   const int split = blockIdx.x;
   const int h = blockIdx.y;
   const int b = blockIdx.z;
-  const int pos0 = *pos_ptr;
+  const int pos0 = batch.positions[b];
+  const int64_t slot = batch.row_slots[b];
   const int len = pos0 + 1;
   const int start = split * kChunk;
   if (start >= len) return;  // past the current length (whole block: no barrier is skipped)
   const int active = (len + kChunk - 1) / kChunk;
   const int C = n_head * kHeadDim;
   const int tid = threadIdx.x;
-  const float* row = qkv + static_cast<int64_t>(b) * 3 * C;
-  const int64_t head_base = (static_cast<int64_t>(b) * n_head + h) * n_ctx * kHeadDim;
+  float* row = qkv + static_cast<int64_t>(b) * 3 * C;
+  const int64_t head_base = (slot * n_head + h) * n_ctx * kHeadDim;
 
   if (tid < kHeadDim) {
     const int c = h * kHeadDim + tid;
@@ -173,6 +179,12 @@ __global__ __launch_bounds__(kThreads) void attention_decode_kernel(float* out, 
       o = fmaf(w, __ldcg(&partial_o[(part + s) * kHeadDim + tid]), o);
     }
     out[static_cast<int64_t>(b) * C + h * kHeadDim + tid] = o / L;
+    if (bias) {  // every other block of (b, h) has read q, k, v (see the header comment)
+      const int c = h * kHeadDim + tid;
+      row[c] += bias[c];
+      row[C + c] += bias[C + c];
+      row[2 * C + c] += bias[2 * C + c];
+    }
   }
   if (tid == 0) counters[b * n_head + h] = 0;
 }
@@ -181,18 +193,18 @@ __global__ __launch_bounds__(kThreads) void attention_decode_kernel(float* out, 
 
 int attention_decode_splits(int n_ctx) { return (n_ctx + kChunk - 1) / kChunk; }
 
-void attention_decode(float* out, const float* qkv, void* k_cache, void* v_cache, DType dtype, const float* bias,
-                      const int32_t* pos, int batch, int n_head, int head_dim, int n_ctx, float* partial_o,
-                      float* partial_ml, int32_t* counters, cudaStream_t stream) {
+void attention_decode(float* out, float* qkv, void* k_cache, void* v_cache, DType dtype, const float* bias,
+                      DeviceBatch batch, int batch_rows, int n_head, int head_dim, int n_ctx, float* partial_o,
+                      float* partial_ml, int32_t* counters, bool pdl, cudaStream_t stream) {
   if (head_dim != kHeadDim)
     throw Error("attention_decode: head_dim " + std::to_string(head_dim) + " is not supported (only 64)");
-  if (batch <= 0) return;
+  if (batch_rows <= 0) return;
   const int splits = attention_decode_splits(n_ctx);
   const float scale_log2 = 1.4426950408889634f / sqrtf(static_cast<float>(head_dim));
-  const dim3 grid(splits, n_head, batch);
+  const dim3 grid(splits, n_head, batch_rows);
   GPT2_DISPATCH_FLOAT_TYPES(dtype, "attention_decode", {
-    launch_pdl("attention_decode", attention_decode_kernel<T>, grid, dim3(kThreads), 0, stream, out, qkv,
-               static_cast<T*>(k_cache), static_cast<T*>(v_cache), bias, pos, n_head, n_ctx, splits, scale_log2,
+    launch_pdl("attention_decode", attention_decode_kernel<T>, grid, dim3(kThreads), 0, pdl, stream, out, qkv,
+               static_cast<T*>(k_cache), static_cast<T*>(v_cache), bias, batch, n_head, n_ctx, splits, scale_log2,
                partial_o, partial_ml, counters);
   });
   check_launch("attention_decode");

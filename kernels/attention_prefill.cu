@@ -1,12 +1,17 @@
 // Fused causal attention for prefill (FlashAttention's tiling and online softmax,
 // Dao et al. 2022, arXiv:2205.14135; SIMT fp32 math):
-//   for each sequence b, head h, query t at position i = pos + t:
-//     s_j = (q_i . k_j) / sqrt(64)   for cache positions j <= i
+//   for each sequence s, head h, query t of the sequence at position i = seq_pos[s] + t:
+//     s_j = (q_i . k_j) / sqrt(64)   for positions j <= i of the slot seq_slot[s]
 //     out_i = sum_j softmax(s)_j v_j
 //
-// Shapes: qkv [B*T, 3C] fp32 (q at columns h*64 .. h*64+63); k/v cache [max_batch, n_head,
-// n_ctx, 64] (fp32, fp16 or bf16); out [B*T, C] fp32, head h in columns h*64 .. h*64+63.
-// Work split: one block of 256 threads per (64-query tile, head, sequence). Four threads share
+// Shapes: qkv [N, 3C] fp32 (q at columns h*64 .. h*64+63), rows packed sequence by sequence
+// (kernels/batch.cuh: sequence s owns rows seq_first_row[s] .. seq_first_row[s + 1] - 1, so
+// the query of token t is row seq_first_row[s] + t); k/v cache [n_slots, n_head, n_ctx, 64]
+// (fp32, fp16 or bf16); out [N, C] fp32, head h in columns h*64 .. h*64+63.
+// Work split: one block of 256 threads per (64-query tile, head, sequence); the grid's tiles
+// cover the longest sequence of the batch, and a block whose tile starts past its own
+// sequence's length exits at once (a long prompt chunk and one-token sequences share a launch;
+// FlashAttention's variable-length kernels split the grid the same way). Four threads share
 // a query: thread (q = tid/4, kl = tid%4) holds the full q row in registers, scores keys
 // kl, kl+4, ..., kl+28 of each 32-key tile, and accumulates the output dims of float4 chunks
 // kl, kl+4, kl+8, kl+12 (dims 4*(kl + 4c) .. 4*(kl + 4c) + 3).
@@ -26,7 +31,8 @@
 // serves fp32 caches; 16-bit caches use the tensor-core kernel below.
 //
 // Tensor-core variant (fp16/bf16 caches; FlashAttention-2's split of queries over warps):
-// one block of 4 warps per (64-query tile, head, sequence); warp w owns queries 16w .. 16w+15
+// one block of 4 warps per (64-query tile, head, sequence), the same packed layout and early
+// exit as above; warp w owns queries 16w .. 16w+15
 // and keeps its Q (rounded to the cache dtype) as WMMA A fragments and its 16 x 64 output as
 // fp32 accumulator fragments for the whole key loop. Per 64-key tile: S = Q K^T (16 WMMA
 // 16x16x16 products per warp, fp32 accumulation) to shared memory; the online softmax in fp32
@@ -36,11 +42,9 @@
 // 72 halves per row (rows 4 banks apart for the fragment loads), S/O staging 68 floats per row.
 // Numerics: q and p are rounded to fp16/bf16 (as any tensor-core attention does); l sums the
 // fp32 p. Expected error vs fp32: about the cache dtype's rounding (2^-9 bf16, 2^-12 fp16).
-// GPT2_CUDA_ATTENTION=simt in the environment forces the fp32 kernel for every dtype (triage).
+// PrefillKernel::simt (BackendOptions::cuda_attention = simt) forces the fp32 kernel for every
+// dtype (triage).
 #include <mma.h>
-
-#include <cstdlib>
-#include <cstring>
 
 #include "kernels/attention.cuh"
 #include "kernels/common.cuh"
@@ -60,17 +64,21 @@ static_assert(kThreads == kQueries * 4, "four threads per query");
 template <typename T>
 __global__ __launch_bounds__(kThreads) void attention_prefill_kernel(float* out, T* out16, const float* qkv,
                                                                      const T* k_cache, const T* v_cache,
-                                                                     const int32_t* pos_ptr, int n_tokens, int n_head,
-                                                                     int n_ctx, float scale_log2) {
+                                                                     DeviceBatch batch, int n_head, int n_ctx,
+                                                                     float scale_log2) {
   __shared__ __align__(16) float k_s[kKeys][kHeadDim + 4];
   __shared__ __align__(16) float v_s[kKeys][kHeadDim];
   __shared__ __align__(16) float p_s[kQueries][kKeys + 4];
 
-  const int b = blockIdx.z;
+  const int seq = blockIdx.z;
   const int h = blockIdx.y;
   const int t0 = blockIdx.x * kQueries;
+  const int64_t first_row = batch.seq_first_row[seq];
+  const int n_tokens = batch.seq_first_row[seq + 1] - static_cast<int>(first_row);
+  if (t0 >= n_tokens) return;  // past this sequence's last query (whole block: no barrier is skipped)
+  const int64_t slot = batch.seq_slot[seq];
   const int C = n_head * kHeadDim;
-  const int pos0 = *pos_ptr;
+  const int pos0 = batch.seq_pos[seq];
   const int qi = threadIdx.x / 4;
   const int kl = threadIdx.x % 4;
   const int t = t0 + qi;
@@ -80,8 +88,7 @@ __global__ __launch_bounds__(kThreads) void attention_prefill_kernel(float* out,
   const int qpos = pos0 + tq;
 
   float q[kHeadDim];
-  const float4* q4 = reinterpret_cast<const float4*>(qkv + (static_cast<int64_t>(b) * n_tokens + tq) * 3 * C +
-                                                     h * kHeadDim);
+  const float4* q4 = reinterpret_cast<const float4*>(qkv + (first_row + tq) * 3 * C + h * kHeadDim);
 #pragma unroll
   for (int i = 0; i < kHeadDim / 4; ++i) {
     const float4 v = q4[i];
@@ -98,7 +105,7 @@ __global__ __launch_bounds__(kThreads) void attention_prefill_kernel(float* out,
 
   const int t_last = min(t0 + kQueries, n_tokens) - 1;
   const int kend = pos0 + t_last + 1;  // keys [0, kend) are visible to some query of the tile
-  const int64_t head_base = (static_cast<int64_t>(b) * n_head + h) * n_ctx * kHeadDim;
+  const int64_t head_base = (slot * n_head + h) * n_ctx * kHeadDim;
 
   for (int k0 = 0; k0 < kend; k0 += kKeys) {
     for (int e = threadIdx.x; e < kKeys * kHeadDim; e += kThreads) {
@@ -180,7 +187,7 @@ __global__ __launch_bounds__(kThreads) void attention_prefill_kernel(float* out,
 
   if (valid) {
     const float inv_l = 1.0f / l;
-    const int64_t at = (static_cast<int64_t>(b) * n_tokens + t) * C + h * kHeadDim;
+    const int64_t at = (first_row + t) * C + h * kHeadDim;
 #pragma unroll
     for (int c = 0; c < kDimsPerThread / 4; ++c) {
       const int d = 4 * (kl + 4 * c);
@@ -210,18 +217,22 @@ static_assert(kTcKeys == kHeadDim, "the S/O staging rows serve both 64 keys and 
 template <typename T>
 __global__ __launch_bounds__(kTcThreads) void attention_prefill_tc_kernel(float* out, T* out16, const float* qkv,
                                                                           const T* k_cache, const T* v_cache,
-                                                                          const int32_t* pos_ptr, int n_tokens,
-                                                                          int n_head, int n_ctx, float scale_log2) {
+                                                                          DeviceBatch batch, int n_head, int n_ctx,
+                                                                          float scale_log2) {
   __shared__ __align__(128) T k_s[kTcKeys][kTcLd];
   __shared__ __align__(128) T v_s[kTcKeys][kTcLd];
   __shared__ __align__(128) float s_s[kTcThreads / 32][16][kTcSld];
   __shared__ __align__(128) T p_s[kTcThreads / 32][16][kTcLd];
 
-  const int b = blockIdx.z;
+  const int seq = blockIdx.z;
   const int h = blockIdx.y;
   const int t0 = blockIdx.x * kTcQueries;
+  const int64_t first_row = batch.seq_first_row[seq];
+  const int n_tokens = batch.seq_first_row[seq + 1] - static_cast<int>(first_row);
+  if (t0 >= n_tokens) return;  // past this sequence's last query (whole block: no barrier is skipped)
+  const int64_t slot = batch.seq_slot[seq];
   const int C = n_head * kHeadDim;
-  const int pos0 = *pos_ptr;
+  const int pos0 = batch.seq_pos[seq];
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
 
@@ -231,8 +242,7 @@ __global__ __launch_bounds__(kTcThreads) void attention_prefill_tc_kernel(float*
     const int d = (c % (kHeadDim / 4)) * 4;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     if (t0 + r < n_tokens)
-      v = *reinterpret_cast<const float4*>(qkv + (static_cast<int64_t>(b) * n_tokens + t0 + r) * 3 * C +
-                                           h * kHeadDim + d);
+      v = *reinterpret_cast<const float4*>(qkv + (first_row + t0 + r) * 3 * C + h * kHeadDim + d);
     k_s[r][d] = from_float<T>(v.x);
     k_s[r][d + 1] = from_float<T>(v.y);
     k_s[r][d + 2] = from_float<T>(v.z);
@@ -258,7 +268,7 @@ __global__ __launch_bounds__(kTcThreads) void attention_prefill_tc_kernel(float*
 
   const int t_last = min(t0 + kTcQueries, n_tokens) - 1;
   const int kend = pos0 + t_last + 1;
-  const int64_t head_base = (static_cast<int64_t>(b) * n_head + h) * n_ctx * kHeadDim;
+  const int64_t head_base = (slot * n_head + h) * n_ctx * kHeadDim;
   float (*sw)[kTcSld] = s_s[warp];
   T (*pw)[kTcLd] = p_s[warp];
 
@@ -351,7 +361,7 @@ __global__ __launch_bounds__(kTcThreads) void attention_prefill_tc_kernel(float*
   __syncwarp();
   if (t < n_tokens) {
     const float inv_l = 1.0f / l;
-    const int64_t at = (static_cast<int64_t>(b) * n_tokens + t) * C + h * kHeadDim;
+    const int64_t at = (first_row + t) * C + h * kHeadDim;
 #pragma unroll
     for (int c = 0; c < kHeadDim / 2; ++c) {
       const int d = half + 2 * c;
@@ -362,44 +372,39 @@ __global__ __launch_bounds__(kTcThreads) void attention_prefill_tc_kernel(float*
   }
 }
 
-bool force_simt() {
-  const char* env = std::getenv("GPT2_CUDA_ATTENTION");
-  return env && std::strcmp(env, "simt") == 0;
-}
-
 }  // namespace
 
 void attention_prefill(float* out, void* out16, const float* qkv, const void* k_cache, const void* v_cache,
-                       DType dtype, const int32_t* pos, int batch, int n_tokens, int n_head, int head_dim, int n_ctx,
-                       cudaStream_t stream) {
+                       DType dtype, DeviceBatch batch, int n_seqs, int max_seq_tokens, int n_head, int head_dim,
+                       int n_ctx, PrefillKernel kernel, cudaStream_t stream) {
   if (head_dim != kHeadDim)
     throw Error("attention_prefill: head_dim " + std::to_string(head_dim) + " is not supported (only 64)");
-  if (batch <= 0 || n_tokens <= 0) return;
+  if (n_seqs <= 0 || max_seq_tokens <= 0) return;
+  if (n_seqs > 65535) throw Error("attention_prefill: " + std::to_string(n_seqs) + " sequences exceed the grid");
   if (out16 && dtype == DType::f32) throw Error("attention_prefill: a 16-bit output copy needs a 16-bit cache");
   const float scale_log2 = 1.4426950408889634f / sqrtf(static_cast<float>(head_dim));
-  const dim3 grid((n_tokens + kQueries - 1) / kQueries, n_head, batch);
-  static const bool simt_only = force_simt();
-  if (dtype != DType::f32 && !simt_only) {
-    const dim3 tc_grid((n_tokens + kTcQueries - 1) / kTcQueries, n_head, batch);
+  if (dtype != DType::f32 && kernel != PrefillKernel::simt) {
+    const dim3 tc_grid((max_seq_tokens + kTcQueries - 1) / kTcQueries, n_head, n_seqs);
     if (dtype == DType::bf16) {
       attention_prefill_tc_kernel<__nv_bfloat16><<<tc_grid, kTcThreads, 0, stream>>>(
           out, static_cast<__nv_bfloat16*>(out16), qkv, static_cast<const __nv_bfloat16*>(k_cache),
-          static_cast<const __nv_bfloat16*>(v_cache), pos, n_tokens, n_head, n_ctx, scale_log2);
+          static_cast<const __nv_bfloat16*>(v_cache), batch, n_head, n_ctx, scale_log2);
     } else if (dtype == DType::f16) {
       attention_prefill_tc_kernel<__half><<<tc_grid, kTcThreads, 0, stream>>>(
           out, static_cast<__half*>(out16), qkv, static_cast<const __half*>(k_cache),
-          static_cast<const __half*>(v_cache), pos, n_tokens, n_head, n_ctx, scale_log2);
+          static_cast<const __half*>(v_cache), batch, n_head, n_ctx, scale_log2);
     } else {
       throw Error(std::string("attention_prefill: unsupported dtype ") + dtype_name(dtype));
     }
     check_launch("attention_prefill (tensor cores)");
     return;
   }
+  const dim3 grid((max_seq_tokens + kQueries - 1) / kQueries, n_head, n_seqs);
   GPT2_DISPATCH_FLOAT_TYPES(dtype, "attention_prefill", {
     attention_prefill_kernel<T><<<grid, kThreads, 0, stream>>>(out, static_cast<T*>(out16), qkv,
                                                                static_cast<const T*>(k_cache),
-                                                               static_cast<const T*>(v_cache), pos, n_tokens, n_head,
-                                                               n_ctx, scale_log2);
+                                                               static_cast<const T*>(v_cache), batch, n_head, n_ctx,
+                                                               scale_log2);
   });
   check_launch("attention_prefill");
 }

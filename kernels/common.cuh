@@ -12,8 +12,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "common/dtype.h"
@@ -105,11 +103,13 @@ __device__ __forceinline__ float gelu_tanh(float x) {
 // attribute, so the next kernel is scheduled while the current one finishes instead of after
 // it (the launch gap is a large share of a GPT-2 decode step: ~90 short kernels per token).
 // Correctness never depends on the overlap: every such kernel calls pdl_wait() before any
-// write to global memory and before any read of memory a kernel writes (griddepcontrol.wait
-// returns once the preceding grid has completed and its writes are visible; only reads of the
-// weights, which no kernel of a step writes, may come earlier), and only then lets its own
-// dependent launch (griddepcontrol.launch_dependents). Without the attribute, or below sm_90,
-// both instructions are no-ops. GPT2_CUDA_PDL=0 in the environment turns it off.
+// write to global memory and before any read of memory a kernel or a copy of the step writes
+// (griddepcontrol.wait returns once the preceding grid has completed and its writes are
+// visible; only reads of the weights, which nothing in a step writes, may come earlier), and
+// only then lets its own dependent launch (griddepcontrol.launch_dependents). Without the
+// attribute, or below sm_90, both instructions are no-ops. Whether the attribute is set is the
+// caller's choice (the `pdl` argument of each launcher): the CUDA backend passes
+// BackendOptions::cuda_pdl on sm_90 and newer, false elsewhere.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -117,25 +117,10 @@ __device__ __forceinline__ void pdl_wait() {
 #endif
 }
 
-inline bool pdl_enabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("GPT2_CUDA_PDL");
-    if (env && std::strcmp(env, "0") == 0) return false;
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
-  return enabled;
-}
-
 // Launches `kernel` (which must call pdl_wait() first) with programmatic dependent launch when
-// enabled; a launch error becomes a gpt2::Error naming the kernel.
+// `pdl`; a launch error becomes a gpt2::Error naming the kernel.
 template <typename... KernelArgs, typename... Args>
-void launch_pdl(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem,
+void launch_pdl(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t smem, bool pdl,
                 cudaStream_t stream, Args... args) {
   cudaLaunchAttribute attribute[1];
   attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -146,7 +131,7 @@ void launch_pdl(const char* name, void (*kernel)(KernelArgs...), dim3 grid, dim3
   config.dynamicSmemBytes = smem;
   config.stream = stream;
   config.attrs = attribute;
-  config.numAttrs = pdl_enabled() ? 1 : 0;
+  config.numAttrs = pdl ? 1 : 0;
   const cudaError_t err = cudaLaunchKernelEx(&config, kernel, static_cast<KernelArgs>(args)...);
   if (err != cudaSuccess) {
     cudaGetLastError();

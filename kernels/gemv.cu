@@ -155,7 +155,7 @@ void set_smem_limit(int bytes) {
 }
 
 template <typename W, int MAXB>
-void launch(float* out, const float* in, const W* w, const float* bias, int B, int I, int O, bool gelu,
+void launch(float* out, const float* in, const W* w, const float* bias, int B, int I, int O, bool gelu, bool pdl,
             cudaStream_t stream) {
   const int64_t smem = static_cast<int64_t>(B) * I * 4;
   const int rows_per_block = kWarps * kRowsPerWarp;
@@ -172,7 +172,7 @@ void launch(float* out, const float* in, const W* w, const float* bias, int B, i
   const int cap = g_sm_count * per_sm;
   const int grid = needed < cap ? needed : cap;
   launch_pdl("linear_gemv", linear_gemv_kernel<W, MAXB>, dim3(grid), dim3(kThreads), static_cast<size_t>(smem),
-             stream, out, in, w, bias, B, I, O, gelu ? 1 : 0);
+             pdl, stream, out, in, w, bias, B, I, O, gelu ? 1 : 0);
 }
 
 }  // namespace
@@ -188,9 +188,9 @@ int64_t gemv_prepare(int64_t max_staging_bytes) {
   if (err != cudaSuccess) throw Error(std::string("gemv_prepare: ") + cudaGetErrorString(err));
   int64_t limit = max_staging_bytes < optin ? max_staging_bytes : optin;
   if (limit < 48 * 1024) limit = 48 * 1024;
-  // Never lower the limit: the kernels' attribute is process-wide, and a backend loaded earlier
-  // with a larger max_batch or n_embd (still alive, perhaps holding a captured decode graph
-  // whose GEMV nodes use that much staging) must keep launching. A higher limit costs nothing.
+  // Never lower the limit: the kernels' attribute is process-wide, and a backend that prepared
+  // it for a wider matrix (still alive, perhaps holding a captured decode graph whose GEMV nodes
+  // use that much staging) must keep launching. A higher limit costs nothing.
   if (limit < g_max_staging) limit = g_max_staging;
   const int bytes = static_cast<int>(limit);
   set_smem_limit<float, 1>(bytes);
@@ -209,7 +209,7 @@ bool gemv_fits(int64_t rows, int64_t in_features) {
 }
 
 void linear_gemv(float* out, const float* in, const void* w, DType dtype, const float* bias, int64_t rows,
-                 int64_t in_features, int64_t out_features, bool gelu, cudaStream_t stream) {
+                 int64_t in_features, int64_t out_features, bool gelu, bool pdl, cudaStream_t stream) {
   if (!gemv_fits(rows, in_features))
     throw Error("linear_gemv: " + std::to_string(rows) + " x " + std::to_string(in_features) +
                 " input does not fit the decode GEMV (at most " + std::to_string(kGemvMaxRows) +
@@ -217,9 +217,9 @@ void linear_gemv(float* out, const float* in, const void* w, DType dtype, const 
   const int B = static_cast<int>(rows), I = static_cast<int>(in_features), O = static_cast<int>(out_features);
   GPT2_DISPATCH_FLOAT_TYPES(dtype, "linear_gemv", {
     if (B == 1)
-      launch<T, 1>(out, in, static_cast<const T*>(w), bias, B, I, O, gelu, stream);
+      launch<T, 1>(out, in, static_cast<const T*>(w), bias, B, I, O, gelu, pdl, stream);
     else
-      launch<T, kGemvMaxRows>(out, in, static_cast<const T*>(w), bias, B, I, O, gelu, stream);
+      launch<T, kGemvMaxRows>(out, in, static_cast<const T*>(w), bias, B, I, O, gelu, pdl, stream);
   });
   check_launch("linear_gemv");
 }

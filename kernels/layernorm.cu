@@ -111,21 +111,21 @@ __global__ __launch_bounds__(kThreads) void layernorm_kernel(float* out, S* out1
 }  // namespace
 
 void layernorm(float* out, void* out16, DType dtype16, float* x, const float* delta, const float* g,
-               const float* b, int64_t rows, int cols, float eps, cudaStream_t stream) {
+               const float* b, int64_t rows, int cols, float eps, bool pdl, cudaStream_t stream) {
   if (rows <= 0) return;
   if (cols % 4 != 0 || cols > kLayernormMaxCols)
     throw Error("layernorm: n_embd " + std::to_string(cols) + " must be a multiple of 4 and at most " +
                 std::to_string(kLayernormMaxCols));
   const dim3 grid(static_cast<unsigned>(rows)), block(kThreads);
   if (out16 && dtype16 == DType::bf16) {
-    launch_pdl("layernorm", layernorm_kernel<__nv_bfloat16>, grid, block, 0, stream, out,
+    launch_pdl("layernorm", layernorm_kernel<__nv_bfloat16>, grid, block, 0, pdl, stream, out,
                static_cast<__nv_bfloat16*>(out16), x, delta, g, b, cols, eps);
   } else if (out16 && dtype16 == DType::f16) {
-    launch_pdl("layernorm", layernorm_kernel<__half>, grid, block, 0, stream, out, static_cast<__half*>(out16), x,
-               delta, g, b, cols, eps);
+    launch_pdl("layernorm", layernorm_kernel<__half>, grid, block, 0, pdl, stream, out, static_cast<__half*>(out16),
+               x, delta, g, b, cols, eps);
   } else if (!out16) {
-    launch_pdl("layernorm", layernorm_kernel<__half>, grid, block, 0, stream, out, static_cast<__half*>(nullptr), x,
-               delta, g, b, cols, eps);
+    launch_pdl("layernorm", layernorm_kernel<__half>, grid, block, 0, pdl, stream, out,
+               static_cast<__half*>(nullptr), x, delta, g, b, cols, eps);
   } else {
     throw Error(std::string("layernorm: unsupported 16-bit copy dtype ") + dtype_name(dtype16));
   }

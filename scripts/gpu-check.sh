@@ -5,15 +5,18 @@
 # fits is skipped, and the summary is always printed.
 #
 #   1. builds gpt2 and test_cuda with CUDA in build-gpu (all cores, sm_90 only);
-#   2. runs the CUDA tests (every kernel and the whole model against the CPU backend); when they
-#      fail, two triage reruns, each its own phase and verdict: the [attention] tests with the
-#      fp32 SIMT prefill kernel instead of the tensor-core one (GPT2_CUDA_ATTENTION=simt), and the
-#      failed test files without PDL (GPT2_CUDA_PDL=0), leaving time for the main benchmarks;
+#   2. runs the CUDA tests (every kernel, ragged batches and the whole model against the CPU
+#      backend); when they fail, two triage reruns, each its own phase and verdict: the
+#      [attention] tests with the fp32 SIMT prefill kernel instead of the tensor-core one
+#      (GPT2_CUDA_ATTENTION=simt), and the failed test files without PDL (GPT2_CUDA_PDL=0),
+#      leaving time for the main benchmarks. These variables are read by the test program
+#      (tests/cuda/cuda_test_util.h puts them into BackendOptions), not by the library;
 #   3. runs compute-sanitizer memcheck and racecheck on the tiny-model test ([sanitize]),
 #      leaving time for the three main benchmarks;
 #   4. benchmarks random:gpt2 and random:gpt2-xl, batch 1 and 8, bf16 and fp16, the 1024-token
-#      prefill of gpt2, and gpt2 decode without PDL and without CUDA graphs (what each buys),
-#      with the HBM and bf16-matmul ceilings measured through PyTorch when it is there;
+#      prefill of gpt2, and gpt2 decode without PDL and without CUDA graphs (gpt2's --no-pdl and
+#      --no-cuda-graphs: what each buys), with the HBM and bf16-matmul ceilings measured through
+#      PyTorch when it is there;
 #   5. prints a table of the phases (exit, seconds, verdict) and of the benchmarks.
 #
 # Logs go to build-gpu/gpu-check/; when $OUT is set (the lent machine), the summary, the test
@@ -185,14 +188,15 @@ if [[ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]]; then
   test_rc=$?
   (( test_rc != 0 )) && status=1
   tail -5 "$LOG/test_cuda.log"
-  # The backend falls back to eager decode steps when graph capture fails (a note on stderr):
+  # The backend falls back to eager decode steps when graph capture fails (a note through the
+  # log sink, stderr in the test program):
   # the tests then pass without having exercised graph replay. Say so loudly.
   grep -m1 "graph capture of the decode step failed" "$LOG/test_cuda.log" &&
     stamp "WARNING: decode CUDA graphs fell back to eager execution (line above); graph replay untested"
 
   # Triage, only when the main run failed (a pass needs none, and the benchmarks come first: each
-  # rerun gets only what leaves BENCH_RESERVE). Both settings are read once per process, so each
-  # is its own run. Their verdicts do not change the exit status (the main run decides it):
+  # rerun gets only what leaves BENCH_RESERVE). The test program reads both settings into every
+  # CUDA backend's options, so each is its own run. Their verdicts do not change the exit status (the main run decides it):
   #   triage_attention_simt: the [attention] tests with the fp32 SIMT prefill kernel for every
   #     dtype. Passing while the main run's attention tests failed points at the tensor-core kernel.
   #   triage_nopdl: the failed test files (Catch2 -# tags each case [#file]; every file when the
@@ -265,11 +269,11 @@ if [[ "${GPU_CHECK_SKIP_TESTS:-0}" != 1 ]]; then
 fi
 
 # ---- 4. benchmarks (most important first; the rest as long as the budget lasts) ---------------
-bench() {  # bench NAME MODEL DTYPE BATCHES PROMPT GEN REPS [VAR=VALUE...]
+bench() {  # bench NAME MODEL DTYPE BATCHES PROMPT GEN REPS [GPT2_OPTION...]
   local name=$1 model=$2 dtype=$3 batches=$4 prompt=$5 gen=$6 reps=$7
   shift 7
-  phase "bench_$name" 90 env "$@" build-gpu/gpt2 bench -m "$model" --device cuda --dtype "$dtype" \
-    --batch "$batches" --prompt-tokens "$prompt" --gen-tokens "$gen" --reps "$reps" --json
+  phase "bench_$name" 90 build-gpu/gpt2 bench -m "$model" --device cuda --dtype "$dtype" \
+    --batch "$batches" --prompt-tokens "$prompt" --gen-tokens "$gen" --reps "$reps" --json "$@"
   local rc=$?
   # A failed run fails the check; one cut short by the budget (124/137) or skipped (125) does not.
   (( rc != 0 && rc != 124 && rc != 137 && rc != 125 )) && status=1
@@ -306,7 +310,7 @@ fi
 bench gpt2_fp16 random:gpt2 fp16 1,8 128 128 5
 bench gpt2-xl_fp16 random:gpt2-xl fp16 1,8 128 128 3
 # What the decode step's launch machinery buys (gpt2 bf16, batch 1): PDL off, then graphs off.
-bench gpt2_bf16_nopdl random:gpt2 bf16 1 128 128 5 GPT2_CUDA_PDL=0
-bench gpt2_bf16_nographs random:gpt2 bf16 1 128 128 5 GPT2_CUDA_GRAPHS=0
+bench gpt2_bf16_nopdl random:gpt2 bf16 1 128 128 5 --no-pdl
+bench gpt2_bf16_nographs random:gpt2 bf16 1 128 128 5 --no-cuda-graphs
 
 exit $status  # finish (the EXIT trap) prints the summary and copies the logs

@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# OpenMP comes with g++ (libgomp); Google Benchmark (libbenchmark-dev) is optional, for tools/bench_*.
-packages=(build-essential cmake libcli11-dev nlohmann-json3-dev catch2)
+# Google Benchmark (libbenchmark-dev) is optional, for tools/bench_*.
+# libcpp-httplib-dev: the HTTP server of `gpt2 serve` (a header and a compiled library).
+packages=(build-essential cmake libcli11-dev nlohmann-json3-dev catch2 libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

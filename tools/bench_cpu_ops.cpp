@@ -3,10 +3,12 @@
 //   model/decode128/<dtype>:  128 single-token steps from an empty cache (as llama-bench tg128)
 //   linear/<N>x<I>-><O>/<dtype>: one linear op (GEMV at N = 1, GEMM at N = 128)
 // counters: tok/s (model) or GFLOP/s and weight GB/s (linear).
-// Threads: GPT2_BENCH_THREADS (default 2). Kernel ISA: GPT2_CPU_ISA=generic|avx2|avx512.
+// Threads: GPT2_BENCH_THREADS (default 2). Kernel ISA: GPT2_BENCH_ISA=generic|avx2|avx512 (a limit,
+// as --cpu-isa; default: the best this CPU runs).
 // Example: build-cpu/bench_cpu_ops --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -14,7 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "model/gpt2.h"
+#include "model/source.h"
 #include "model/weights.h"
 #include "runtime/cpu/cpu_backend.h"
 
@@ -31,22 +35,42 @@ BackendOptions options(DType dtype) {
   BackendOptions opt;
   opt.device = Device::cpu;
   opt.threads = bench_threads();
+  if (const char* isa = std::getenv("GPT2_BENCH_ISA")) opt.cpu_isa = isa;
   opt.auto_dtype = false;
   opt.weight_dtype = dtype;
   return opt;
 }
 
-// One loaded model per dtype, built on first use (loading 124M random weights takes a while).
-Gpt2& model_for(DType dtype) {
-  static std::map<DType, std::unique_ptr<Gpt2>> models;
-  auto& m = models[dtype];
-  if (!m) {
+// One loaded model per dtype with a one-slot KV cache, built on first use (loading 124M random
+// weights takes a while).
+struct Loaded {
+  std::unique_ptr<Gpt2> model;
+  KvCache kv;
+  int slot = -1;
+};
+Loaded& model_for(DType dtype) {
+  static std::map<DType, Loaded> models;
+  Loaded& m = models[dtype];
+  if (!m.model) {
     RunLimits limits;
-    limits.max_batch = 1;
-    limits.max_tokens = 1024;
-    m = std::make_unique<Gpt2>(load_model("random:gpt2"), make_cpu_backend(options(dtype)), limits);
+    limits.max_rows = 1024;
+    limits.max_sequences = 1;
+    limits.max_logit_rows = 1;
+    m.model = std::make_unique<Gpt2>(load_model("random:gpt2"), make_cpu_backend(options(dtype)), limits);
+    m.kv = m.model->make_kv_cache(1);
+    m.slot = m.kv.acquire();
   }
-  return *m;
+  return m;
+}
+
+// n tokens of the slot from its current length, logits of the last one (left in the backend,
+// as a sampler on the device would take them).
+void step(Loaded& m, const int32_t* tokens, int n) {
+  Batch batch;
+  batch.add(m.slot, m.kv.length(m.slot), tokens, n, Logits::last);
+  Outputs out;
+  m.model->forward(batch, m.kv, out);
+  benchmark::DoNotOptimize(out.logits.data);
 }
 
 std::vector<int32_t> prompt(int n) {
@@ -56,33 +80,29 @@ std::vector<int32_t> prompt(int n) {
 }
 
 void prefill(benchmark::State& state, DType dtype) {
-  Gpt2& m = model_for(dtype);
+  Loaded& m = model_for(dtype);
   const auto tokens = prompt(128);
-  std::vector<float> logits;
   for (auto _ : state) {
-    m.reset();
-    m.forward(tokens.data(), 1, 128, Logits::last, logits);
-    benchmark::DoNotOptimize(logits.data());
+    m.kv.clear(m.slot);
+    step(m, tokens.data(), 128);
   }
   state.counters["tok/s"] = benchmark::Counter(128.0 * state.iterations(), benchmark::Counter::kIsRate);
-  state.SetLabel(m.backend().describe());
+  state.SetLabel(m.model->backend().describe());
 }
 
 void decode(benchmark::State& state, DType dtype) {
-  Gpt2& m = model_for(dtype);
+  Loaded& m = model_for(dtype);
   const auto tokens = prompt(128);
-  std::vector<float> logits;
   for (auto _ : state) {
-    m.reset();
-    for (int t = 0; t < 128; ++t) m.forward(&tokens[t], 1, 1, Logits::last, logits);
-    benchmark::DoNotOptimize(logits.data());
+    m.kv.clear(m.slot);
+    for (int t = 0; t < 128; ++t) step(m, &tokens[t], 1);
   }
   state.counters["tok/s"] = benchmark::Counter(128.0 * state.iterations(), benchmark::Counter::kIsRate);
-  state.SetLabel(m.backend().describe());
+  state.SetLabel(m.model->backend().describe());
 }
 
-// A linear op on the backend's own (packed) weights: a one-layer model's weights are loaded so
-// that w is backend-resident, then the op is called directly.
+// A linear op on the backend's own (packed) weights: the [O, I] wte of a one-layer random model
+// is uploaded as a matrix so that w is backend-resident, then the op is called directly.
 void linear(benchmark::State& state, DType dtype, int64_t N, int64_t I, int64_t O) {
   Config cfg;
   cfg.n_vocab = static_cast<int>(O);
@@ -90,10 +110,11 @@ void linear(benchmark::State& state, DType dtype, int64_t N, int64_t I, int64_t 
   cfg.n_head = 1;
   cfg.n_layer = 1;
   cfg.n_ctx = 8;
-  HostModel host = random_model(cfg, 1);
+  ThreadPool pool(std::max(1, bench_threads()));
+  HostModel host = random_model(cfg, 1, pool);
   auto be = make_cpu_backend(options(dtype));
-  be->load(cfg, host.weights, 1);
-  Tensor w = be->weights().lm_head;  // [O, I]
+  be->reserve_weights(be->upload_bytes(O, I, WeightUse::matrix));
+  Tensor w = be->upload(host.weights.wte, WeightUse::matrix);  // [O, I]
   Tensor in = be->alloc(N, I), out = be->alloc(N, O);
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;

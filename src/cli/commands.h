@@ -9,5 +9,10 @@ void add_tokenize_command(CLI::App& app);
 void add_score_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+// Seeing inside the model (src/inspect/): attention weights, the logit lens, a word's drift.
+void add_attention_command(CLI::App& app);
+void add_lens_command(CLI::App& app);
+void add_drift_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace gpt2::cli

@@ -12,19 +12,29 @@
 
 #include "common/error.h"
 #include "common/files.h"
+#include "common/log.h"
+#include "runtime/device.h"
 
 namespace gpt2::cli {
 
 void add_model_options(CLI::App* cmd, ModelOptions& options, bool model_required) {
   auto* m = cmd->add_option("-m,--model", options.model,
-                            "model directory (config.json + model.safetensors) or random:gpt2|gpt2-medium|"
-                            "gpt2-large|gpt2-xl|distilgpt2");
+                            "model directory (config.json + model.safetensors), a GGUF file, an llm.c checkpoint "
+                            "(.bin), or random:gpt2|gpt2-medium|gpt2-large|gpt2-xl|distilgpt2");
   if (model_required) m->required();
   cmd->add_option("--device", options.device, "auto|cpu|cuda (auto: CUDA when a GPU is usable)")->capture_default_str();
   cmd->add_option("--dtype", options.dtype,
-                  "weights: auto|fp32|fp16|bf16|int8 (auto: fp32 on CPU, bf16 on CUDA)")->capture_default_str();
+                  "weights: auto|fp32|fp16|bf16|int8|int4 (auto: fp32 on CPU, bf16 on CUDA; a quantized GGUF "
+                  "runs its own integers on the CPU)")->capture_default_str();
   cmd->add_option("--threads", options.threads, "CPU threads (0: all cores)")->capture_default_str();
   cmd->add_flag("-v,--verbose", options.verbose, "timings and notes on stderr");
+  cmd->add_option("--cpu-isa", options.cpu_isa, "CPU kernels at most: generic|avx2|avx512 (default: the best this CPU runs)")
+      ->group("Backend tuning");
+  cmd->add_flag("--no-cuda-graphs", options.no_cuda_graphs, "run CUDA decode steps eagerly, not from CUDA graphs")
+      ->group("Backend tuning");
+  cmd->add_flag("--no-pdl", options.no_pdl, "no programmatic dependent launch on sm_90")->group("Backend tuning");
+  cmd->add_option("--cuda-attention", options.cuda_attention, "auto|simt (simt: the fp32 prefill attention kernel)")
+      ->group("Backend tuning");
 }
 
 BackendOptions backend_options(const ModelOptions& options) {
@@ -39,18 +49,31 @@ BackendOptions backend_options(const ModelOptions& options) {
   else if (options.dtype == "fp16") out.weight_dtype = DType::f16;
   else if (options.dtype == "bf16") out.weight_dtype = DType::bf16;
   else if (options.dtype == "int8") out.weight_dtype = DType::i8;
-  else throw UsageError("--dtype must be auto, fp32, fp16, bf16 or int8 (got '" + options.dtype + "')");
+  else if (options.dtype == "int4") out.weight_dtype = DType::i4;
+  else throw UsageError("--dtype must be auto, fp32, fp16, bf16, int8 or int4 (got '" + options.dtype + "')");
 
   if (options.threads < 0) throw UsageError("--threads must be 0 (all cores) or more");
   out.threads = options.threads;
   out.verbose = options.verbose;
+  if (!options.cpu_isa.empty() && options.cpu_isa != "generic" && options.cpu_isa != "avx2" &&
+      options.cpu_isa != "avx512")
+    throw UsageError("--cpu-isa must be generic, avx2 or avx512 (got '" + options.cpu_isa + "')");
+  out.cpu_isa = options.cpu_isa;
+  out.cuda_graphs = !options.no_cuda_graphs;
+  out.cuda_pdl = !options.no_pdl;
+  if (options.cuda_attention == "auto") out.cuda_attention = CudaAttention::auto_select;
+  else if (options.cuda_attention == "simt") out.cuda_attention = CudaAttention::simt;
+  else throw UsageError("--cuda-attention must be auto or simt (got '" + options.cuda_attention + "')");
   return out;
 }
 
-void add_text_input(CLI::App* cmd, TextInput& input) {
+void add_text_input(CLI::App* cmd, TextInput& input, Files files) {
   auto* p = cmd->add_option("-p,--prompt", input.prompt, "the text ('-' reads stdin)");
   input.prompt_option = p;
-  auto* f = cmd->add_option("-f,--file", input.file, "read the text from FILE (bytes exactly as they are)");
+  auto* f = cmd->add_option("-f,--file", input.files,
+                            files == Files::many ? "read a text from FILE (bytes exactly as they are); give it again for more"
+                                                 : "read the text from FILE (bytes exactly as they are)");
+  if (files == Files::one) f->expected(1);
   input.file_option = f;
   p->excludes(f);
   f->excludes(p);
@@ -60,10 +83,22 @@ static std::string read_stream(std::istream& in) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
+std::vector<NamedText> read_texts(const TextInput& input) {
+  std::vector<NamedText> out;
+  for (const std::string& f : input.files) {
+    if (f.empty()) throw UsageError("-f needs a file name (got an empty one)");
+    out.push_back(NamedText{f, read_file(f)});
+  }
+  if (out.empty()) out.push_back(NamedText{"", read_text(input)});
+  return out;
+}
+
 std::string read_text(const TextInput& input) {
-  if (input.file_option != nullptr && input.file_option->count() > 0 && input.file.empty())
-    throw UsageError("-f needs a file name (got an empty one)");
-  if (!input.file.empty()) return read_file(input.file);
+  if (input.files.size() > 1) throw UsageError("-f takes one file here");
+  if (!input.files.empty()) {
+    if (input.files[0].empty()) throw UsageError("-f needs a file name (got an empty one)");
+    return read_file(input.files[0]);
+  }
   const bool prompt_given = input.prompt_option != nullptr && input.prompt_option->count() > 0;
   if (prompt_given && input.prompt != "-") return input.prompt;
   if (!prompt_given && isatty(STDIN_FILENO))
@@ -76,41 +111,38 @@ std::string read_text(const TextInput& input) {
   return text;
 }
 
-Tokenizer load_tokenizer(const std::string& model_spec) {
-  if (model_spec.empty()) return Tokenizer::builtin();
-  if (model_spec.rfind("random:", 0) == 0) {
-    peek_config(model_spec);  // an unknown random:NAME is an error here too, not the built-in vocabulary
-    return Tokenizer::builtin();
-  }
-  return Tokenizer::from_dir(model_spec);
-}
-
-// Without loading the weights, so that bad option values (score's --window, bench's token
-// counts, generate's prompt length) are rejected before a multi-gigabyte load. A directory
-// without config.json goes to the loader, whose error says what the directory lacks.
-Config peek_config(const std::string& spec) {
-  const std::string random_prefix = "random:";
-  if (spec.rfind(random_prefix, 0) == 0) {
-    try {
-      return Config::preset(spec.substr(random_prefix.size()));
-    } catch (const Error&) {
-      return load_model(spec).config;  // throws the loader's message, which lists the random: models
+Tokenizer load_tokenizer(const ModelSource& source, bool verbose) {
+  const TokenizerVocabulary vocab = source.tokenizer_vocabulary();
+  if (!vocab.tokens.empty()) {
+    Tokenizer tokenizer = Tokenizer::from_lists(vocab.tokens, vocab.merges, vocab.source);
+    if (verbose) {
+      if (tokenizer.same_as(Tokenizer::builtin()))
+        log_note("tokenizer: GPT-2's, from " + vocab.source);
+      else
+        log_note("tokenizer: the file's own (" + std::to_string(vocab.tokens.size()) + " tokens, " +
+                 std::to_string(vocab.merges.size()) + " merges), which differs from GPT-2's: used as given");
     }
+    return tokenizer;
   }
-  const std::string config_path = spec + "/config.json";
-  if (file_exists(config_path)) return Config::from_json_file(config_path);
-  return load_model(spec).config;
+  if (verbose && source.kind() != ModelSource::Kind::hf_directory) log_note("tokenizer: GPT-2's built-in vocabulary");
+  const std::string dir = source.tokenizer_dir();
+  return dir.empty() ? Tokenizer::builtin() : Tokenizer::from_dir(dir);
 }
 
-LoadedModel load(const ModelOptions& options, const RunLimits& limits) {
-  return load(options, limits, load_tokenizer(options.model));
-}
-
-LoadedModel load(const ModelOptions& options, const RunLimits& limits, Tokenizer tokenizer) {
-  const BackendOptions backend = backend_options(options);
+LoadedModel load(const ModelOptions& options, const ModelSource& source, const RunLimits& limits,
+                 const std::function<void(const HostModel&)>& host_weights) {
+  BackendOptions backend = backend_options(options);
   const auto start = std::chrono::steady_clock::now();
-  HostModel host = load_model(options.model);
-  std::unique_ptr<Backend> device = make_backend(backend, host.config);
+  HostModel host = source.load(options.threads);
+  // A quantized file keeps the CPU on its integer kernels under --dtype auto (CUDA: bf16).
+  if (backend.auto_dtype && host.quantized_source) backend.weight_dtype = DType::i8;
+  if (options.verbose)
+    for (const std::string& line : host.notes) log_note(line);
+  if (host_weights) host_weights(host);
+  Workload workload;
+  workload.head_dim = host.config.head_dim();
+  workload.layernorm_cols = host.config.n_embd;
+  std::unique_ptr<Backend> device = make_backend(backend, workload);
   auto model = std::make_unique<Gpt2>(std::move(host), std::move(device), limits);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (options.verbose) {
@@ -118,7 +150,7 @@ LoadedModel load(const ModelOptions& options, const RunLimits& limits, Tokenizer
               << model->config().n_embd << ") on " << model->backend().describe() << " in " << seconds
               << " s\n";
   }
-  return LoadedModel{std::move(model), std::move(tokenizer), seconds};
+  return LoadedModel{std::move(model), seconds};
 }
 
 }  // namespace gpt2::cli

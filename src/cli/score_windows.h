@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/order.h"
+
 namespace gpt2::cli {
 
 // One forward pass of the sliding-window scorer: tokens [begin, end) go in, and the tokens
@@ -65,7 +67,7 @@ inline std::vector<int32_t> top_ids(const float* logits, int n_vocab, int k) {
   std::vector<int32_t> ids(static_cast<size_t>(n_vocab));
   for (int j = 0; j < n_vocab; ++j) ids[static_cast<size_t>(j)] = j;
   std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
-    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    return most_likely_first(logits[a], a, logits[b], b);
   });
   ids.resize(static_cast<size_t>(k));
   return ids;

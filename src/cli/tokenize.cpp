@@ -70,16 +70,16 @@ nlohmann::json token_strings(const std::vector<int32_t>& ids, const Tokenizer& t
 
 void run_tokenize(const TokenizeOptions& options) {
   const bool decoding = options.decode_option->count() > 0;
-  if (decoding && (options.input.prompt_option->count() > 0 || !options.input.file.empty()))
+  if (decoding && (options.input.prompt_option->count() > 0 || !options.input.files.empty()))
     throw UsageError("--decode takes token ids, not -p/-f text");
   if (decoding && options.count) throw UsageError("--count counts the tokens of a text; it does not go with --decode");
   if (decoding && options.no_special) throw UsageError("--no-special applies to encoding; it does not go with --decode");
 
-  const Tokenizer tokenizer = load_tokenizer(options.model);
+  const Tokenizer tokenizer = options.model.empty() ? Tokenizer::builtin() : load_tokenizer(ModelSource::parse(options.model));
 
   if (decoding) {
     const std::string ids_text =
-        options.decode == "-" ? read_text(TextInput{"-", "", nullptr, nullptr}) : options.decode;
+        options.decode == "-" ? read_text(TextInput{"-", {}, nullptr, nullptr}) : options.decode;
     const std::vector<int32_t> ids = parse_ids(ids_text, tokenizer);
     const std::string text = tokenizer.decode(ids);
     if (options.json) {

@@ -8,7 +8,11 @@
 
 namespace gpt2 {
 
-enum class DType : uint8_t { f32, f16, bf16, i8, i32 };
+// i8 and i4 are weight-only quantized integers with one fp32 scale per group of consecutive
+// elements of a row (Tensor::scales, group_size): value = q * scale. i4 holds q in [-8, 7]
+// (GGUF's Q4_0 blocks are exactly this with groups of 32); on the host it takes one byte per
+// value, packed two per byte by the CPU backend.
+enum class DType : uint8_t { f32, f16, bf16, i8, i32, i4 };
 
 inline size_t dtype_size(DType t) {
   switch (t) {
@@ -17,6 +21,7 @@ inline size_t dtype_size(DType t) {
     case DType::bf16: return 2;
     case DType::i8: return 1;
     case DType::i32: return 4;
+    case DType::i4: return 1;  // host layout: one value per byte
   }
   return 0;
 }
@@ -28,6 +33,7 @@ inline const char* dtype_name(DType t) {
     case DType::bf16: return "bf16";
     case DType::i8: return "int8";
     case DType::i32: return "int32";
+    case DType::i4: return "int4";
   }
   return "?";
 }

@@ -1,8 +1,25 @@
 // GPT-2 (Radford et al. 2019): the forward pass, written once against the Backend ops.
+//
+// A step is a Batch (runtime/batch.h): any mix of sequences, each with its own KV-cache slot,
+// its own position and its own number of new tokens (a prompt chunk beside single decode
+// tokens). forward() runs it through every block, writing each row's key and value into its
+// slot, and leaves the logits of the batch's logit rows in the backend:
+//
+//   Gpt2 model(host, backend, limits);
+//   KvCache kv = model.make_kv_cache(n_slots);
+//   const int slot = kv.acquire();
+//   Batch batch;  batch.add(slot, kv.length(slot), ids, n, Logits::last);
+//   Outputs out;  model.forward(batch, kv, out);     // out.logits [R, n_vocab] on the backend
+//   backend.read(host, out.logits) or backend.top_k(out.logits, ...)
+//
+// An Outputs may carry a StepObserver (model/observer.h) that sees the residual stream after
+// each block and the q, k of chosen layers; without one nothing is read back and a decode step
+// may be replayed from a CUDA graph.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/config.h"
@@ -11,53 +28,50 @@
 
 namespace gpt2 {
 
-enum class Logits { last, all };  // logits of each sequence's last token, or of every token
+class StepObserver;
 
 struct RunLimits {
-  int max_batch = 1;        // sequences per step
-  int max_tokens = 1024;    // new tokens per sequence per step (prefill length)
-  bool all_logits = false;  // whether steps may ask for Logits::all (sizes the logits buffer)
+  int max_rows = 1024;       // rows per step (all sequences' new tokens together)
+  int max_sequences = 1;     // sequences per step
+  int max_logit_rows = 1;    // rows of logits per step
+};
+
+struct Outputs {
+  StepObserver* observer = nullptr;  // in: optional, see model/observer.h
+  Tensor logits;                     // out: [R, n_vocab] in backend memory, R = batch.n_logit_rows();
+                                     //   valid until the next forward
 };
 
 class Gpt2 {
  public:
-  // Loads the host weights into the backend; the host copy is released afterwards.
+  // Uploads the host weights to the backend (the host copy is released afterwards) and
+  // allocates the activations for steps within `limits`.
   Gpt2(HostModel host, std::unique_ptr<Backend> backend, const RunLimits& limits);
 
   const Config& config() const { return config_; }
   const std::string& name() const { return name_; }
   Backend& backend() { return *backend_; }
+  const ModelWeights& weights() const { return weights_; }
   const RunLimits& limits() const { return limits_; }
 
-  int pos() const { return pos_; }  // tokens per sequence already in the KV cache
-  void reset() {  // forgets the cache (the next step starts at position 0) and the last logits
-    pos_ = 0;
-    last_batch_ = 0;
-  }
+  // A KV cache for n_slots sequences of the model's context.
+  KvCache make_kv_cache(int n_slots);
 
-  // tokens [B, T] row-major, appended after the cached tokens of each sequence.
-  // logits: [B, T, n_vocab] for Logits::all, [B, n_vocab] for Logits::last.
-  // Throws gpt2::Error when B, T or pos + T exceed the limits or the context.
-  void forward(const int32_t* tokens, int batch, int n_tokens, Logits which, std::vector<float>& logits);
-
-  // The same step with Logits::last, leaving the logits [B, V] in the backend: read them with
-  // last_logits(), or each sequence's k most likely tokens with top_k() (Backend::top_k), which
-  // on CUDA copies k values per sequence instead of V.
-  void forward_last(const int32_t* tokens, int batch, int n_tokens);
-  void last_logits(std::vector<float>& logits);  // [B, V]
-  // ids, values [B, k] and invalid [B] of the first n_vocab logits, as Backend::top_k.
-  void top_k(int n_vocab, int k, std::vector<int32_t>& ids, std::vector<float>& values, std::vector<int32_t>& invalid);
+  // Runs one step. Throws gpt2::Error, before any work, when the batch is outside the limits,
+  // a token is outside the vocabulary, a slot is not allocated or appears twice, or a sequence
+  // would pass the context or leave a gap in its slot. Afterwards kv.length(slot) is the end of
+  // each sequence's new tokens.
+  void forward(const Batch& batch, KvCache& kv, Outputs& out);
 
  private:
-  void run(const int32_t* tokens, int batch, int n_tokens, Logits which);  // checks, the step, pos
-  void step(const StepShape& shape, Logits which);
-  int last_batch_ = 0;  // sequences of the last step when it kept only their last logits, else 0
+  void check(const Batch& batch, const KvCache& kv) const;
+  void step(const Batch& batch, const KvCache& kv, StepObserver* observer);
 
   Config config_;
   std::string name_;
   RunLimits limits_;
   std::unique_ptr<Backend> backend_;
-  int pos_ = 0;
+  ModelWeights weights_;  // backend-resident
   // Activations, allocated once for the largest step.
   Tensor x_;       // [N, C]  residual stream
   Tensor h_;       // [N, C]  LayerNorm output
@@ -65,8 +79,8 @@ class Gpt2 {
   Tensor att_;     // [N, C]  attention output (heads concatenated)
   Tensor delta_;   // [N, C]  projection output, added to the residual stream
   Tensor fc_;      // [N, 4C] GELU(c_fc)
-  Tensor h_last_;  // [B, C]  final LayerNorm of each sequence's last token
-  Tensor logits_;  // [N or B, V]
+  Tensor h_out_;   // [R, C]  final LayerNorm of the logit rows
+  Tensor logits_;  // [R, V]
 };
 
 }  // namespace gpt2

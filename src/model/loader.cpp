@@ -1,4 +1,5 @@
-// `-m MODEL`: a Hugging Face GPT-2 directory, or random:<size>.
+// `-m MODEL` (model/source.h): a Hugging Face GPT-2 directory, random:<size>, or a file: GGUF
+// (gguf_loader.cpp) or an llm.c checkpoint (llmc.cpp), told apart by their first bytes.
 //
 // A directory holds config.json and model.safetensors, or model.safetensors.index.json naming
 // shards. Everything is validated before the weights are allocated or converted:
@@ -12,14 +13,11 @@
 // transposed from [in, out] to [out, in], over all cores. lm_head.weight is tied to wte when
 // absent, or when its bytes equal wte's (then it costs no memory).
 #include <algorithm>
-#include <atomic>
 #include <cstring>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
-#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -30,7 +28,11 @@
 #include "common/dtype.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "common/log.h"
+#include "common/thread_pool.h"
+#include "model/formats.h"
 #include "model/host_model.h"
+#include "model/source.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 
@@ -106,46 +108,26 @@ float load_bf16(const uint8_t* p) {
 // for Conv1D weights, as stored otherwise), so that large tensors (wte is 80M values in
 // gpt2-xl) are shared between threads too.
 struct ConvertJob {
-  const WeightSlot* slot;
+  const WeightEntry* slot;
   const SafetensorsTensor* src;
   int64_t row_begin, row_end;
 };
 
 void convert(const ConvertJob& job) {
   const SafetensorsTensor& t = *job.src;
-  float* dst = job.slot->dst->f32();
-  if (job.slot->kind == WeightKind::conv1d) {
+  float* dst = job.slot->tensor->f32();
+  if (job.slot->layout == HfLayout::conv1d) {
     const int64_t in = t.shape[0], out = t.shape[1];
     if (t.dtype == "F32") convert_transposed(dst, t.data, 4, in, out, job.row_begin, job.row_end, load_f32);
     else if (t.dtype == "F16") convert_transposed(dst, t.data, 2, in, out, job.row_begin, job.row_end, load_f16);
     else convert_transposed(dst, t.data, 2, in, out, job.row_begin, job.row_end, load_bf16);
     return;
   }
-  const int64_t cols = job.slot->dst->cols;
+  const int64_t cols = job.slot->tensor->cols;
   const int64_t begin = job.row_begin * cols, n = (job.row_end - job.row_begin) * cols;
   if (t.dtype == "F32") std::memcpy(dst + begin, t.data + begin * 4, static_cast<size_t>(n) * 4);
   else if (t.dtype == "F16") convert_rows(dst + begin, t.data + begin * 2, 2, n, load_f16);
   else convert_rows(dst + begin, t.data + begin * 2, 2, n, load_bf16);
-}
-
-// Runs work(i) for i in [0, n) over the machine's cores.
-template <typename Work>
-void parallel_for(size_t n, Work work) {
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i = next++; i < n; i = next++) work(i);
-  };
-  const size_t n_threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(), n));
-  std::vector<std::thread> threads;
-  for (size_t t = 1; t < n_threads; ++t) {
-    try {
-      threads.emplace_back(worker);
-    } catch (const std::system_error&) {
-      break;
-    }
-  }
-  worker();
-  for (std::thread& t : threads) t.join();
 }
 
 // ---- the directory ----------------------------------------------------------------
@@ -169,7 +151,8 @@ Checkpoint open_checkpoint(const std::string& dir) {
   if (!file_exists(index)) {
     std::string hint;
     if (file_exists(join(dir, "pytorch_model.bin")))
-      hint = "; it has pytorch_model.bin, which is not supported: convert it to safetensors";
+      hint = "; its pytorch_model.bin is a pickle, which can run code when loaded, so it is refused: use the "
+             "repository's model.safetensors";
     throw Error(dir + ": no model.safetensors or model.safetensors.index.json" + hint);
   }
   ck.index_path = index;
@@ -206,17 +189,15 @@ std::string dims(const Config& c) {
          std::to_string(c.n_embd);
 }
 
-HostModel load_directory(const std::string& spec) {
-  if (!is_directory(spec)) {
-    if (file_exists(spec))
-      throw Error("-m '" + spec + "' is a file; pass the model directory (config.json + model.safetensors)");
-    throw Error("model '" + spec +
-                "' not found: pass a directory with config.json and model.safetensors, or random:gpt2");
-  }
+Config directory_config(const std::string& spec) {
   const std::string config_path = join(spec, "config.json");
   if (!file_exists(config_path))
     throw Error(spec + ": config.json not found (a Hugging Face GPT-2 directory has config.json and model.safetensors)");
-  const Config config = Config::from_json_file(config_path);
+  return Config::from_json_file(config_path);
+}
+
+HostModel load_directory(const std::string& spec, ThreadPool& pool) {
+  const Config config = directory_config(spec);
   Checkpoint ck = open_checkpoint(spec);
 
   // Every tensor under its name without "transformer.".
@@ -278,13 +259,13 @@ HostModel load_directory(const std::string& spec) {
   // Validate every tensor against a shape-only layout before allocating anything.
   ModelWeights layout;
   layout.h.resize(static_cast<size_t>(config.n_layer));
-  const std::vector<WeightSlot> slots = weight_slots(config, layout, tied);
+  const std::vector<WeightEntry> slots = weight_table(config, layout, tied);
   std::vector<const SafetensorsTensor*> sources(slots.size());
   std::set<std::string> used;
   const std::string where = ck.index_path.empty() ? ck.files[0]->path() : ck.index_path;
   std::string source_dtype;
   for (size_t i = 0; i < slots.size(); ++i) {
-    const WeightSlot& s = slots[i];
+    const WeightEntry& s = slots[i];
     auto it = found.find(s.name);
     if (it == found.end()) {
       const bool in_block = layer_of(s.name, nullptr) >= 0;
@@ -315,47 +296,123 @@ HostModel load_directory(const std::string& spec) {
     std::string list;
     for (size_t i = 0; i < unknown.size() && i < 5; ++i) list += (i ? ", '" : "'") + unknown[i] + "'";
     if (unknown.size() > 5) list += ", ...";
-    std::cerr << "warning: " << where << ": ignoring " << unknown.size() << " unknown tensor"
-              << (unknown.size() == 1 ? "" : "s") << ": " << list << "\n";
+    log_warning(where + ": ignoring " + std::to_string(unknown.size()) + " unknown tensor" +
+                (unknown.size() == 1 ? "" : "s") + ": " + list);
   }
 
   HostModel model = allocate_host_model(config, tied);
-  const std::vector<WeightSlot> dst = weight_slots(config, model.weights, tied);  // same order as `slots`
+  const std::vector<WeightEntry> dst = weight_table(config, model.weights, tied);  // same order as `slots`
   std::vector<ConvertJob> jobs;
   constexpr int64_t kJobValues = int64_t{1} << 22;  // 16 MiB of fp32 per job
   for (size_t i = 0; i < dst.size(); ++i) {
-    const int64_t rows = dst[i].dst->rows, cols = dst[i].dst->cols;
+    const int64_t rows = dst[i].tensor->rows, cols = dst[i].tensor->cols;
     const int64_t step = std::max<int64_t>(32, kJobValues / cols / 32 * 32);  // whole transpose tiles
     for (int64_t r = 0; r < rows; r += step) jobs.push_back({&dst[i], sources[i], r, std::min(rows, r + step)});
   }
-  parallel_for(jobs.size(), [&](size_t i) { convert(jobs[i]); });
+  pool.parallel_for(static_cast<int64_t>(jobs.size()), 1, [&](int64_t begin, int64_t end, int) {
+    for (int64_t i = begin; i < end; ++i) convert(jobs[static_cast<size_t>(i)]);
+  });
   model.name = spec;
-  model.dir = spec;
   model.source_dtype = source_dtype;
   return model;
 }
 
 }  // namespace
 
-HostModel load_model(const std::string& spec) {
+namespace {
+
+// What a file is, from its first bytes (names can lie; a pickle must never reach a parser).
+enum class FileKind { gguf, llmc, pickle, safetensors, unknown };
+
+FileKind sniff(const std::string& path) {
+  const MappedFile file(path);
+  const uint8_t* p = file.data();
+  const size_t n = file.size();
+  auto ends_with = [&](const char* suffix) {
+    const size_t k = std::strlen(suffix);
+    return path.size() >= k && path.compare(path.size() - k, k, suffix) == 0;
+  };
+  if (n >= 4 && std::memcmp(p, "GGUF", 4) == 0) return FileKind::gguf;
+  if (n >= 4) {
+    int32_t magic;
+    std::memcpy(&magic, p, 4);
+    if (magic == kLlmcMagic) return FileKind::llmc;
+  }
+  // torch.save: a zip archive (PyTorch >= 1.6) or a bare pickle (protocol 2 to 5).
+  if (n >= 4 && std::memcmp(p, "PK\x03\x04", 4) == 0) return FileKind::pickle;
+  if (n >= 2 && p[0] == 0x80 && p[1] >= 2 && p[1] <= 5) return FileKind::pickle;
+  if (ends_with("pytorch_model.bin") || ends_with(".pt") || ends_with(".pth") || ends_with(".ckpt"))
+    return FileKind::pickle;
+  if (n >= 9 && p[8] == '{') return FileKind::safetensors;
+  return FileKind::unknown;
+}
+
+}  // namespace
+
+ModelSource ModelSource::parse(const std::string& spec) {
+  ModelSource src;
+  src.spec_ = spec;
   const std::string prefix = "random:";
   if (spec.compare(0, prefix.size(), prefix) == 0) {
-    const std::string size = spec.substr(prefix.size());
-    Config config;
+    src.kind_ = Kind::random;
+    src.preset_ = spec.substr(prefix.size());
     try {
-      config = Config::preset(size);
+      Config::preset(src.preset_);
     } catch (const Error&) {
       throw Error("unknown model '" + spec +
                   "' (random models: random:gpt2, random:gpt2-medium, random:gpt2-large, random:gpt2-xl, "
                   "random:distilgpt2)");
     }
-    HostModel model = random_model(config, kRandomSeed);
-    model.name = spec;
-    model.dir.clear();
-    model.source_dtype = "fp32";
-    return model;
+    return src;
   }
-  return load_directory(spec);
+  if (is_directory(spec)) {
+    src.kind_ = Kind::hf_directory;
+    return src;
+  }
+  if (!file_exists(spec))
+    throw Error("model '" + spec + "' not found: pass a directory with config.json and model.safetensors, a .gguf "
+                "file, an llm.c .bin checkpoint, or random:gpt2");
+  switch (sniff(spec)) {
+    case FileKind::gguf: src.kind_ = Kind::gguf; return src;
+    case FileKind::llmc: src.kind_ = Kind::llmc; return src;
+    case FileKind::pickle:
+      throw Error("'" + spec + "' is a PyTorch pickle checkpoint, which can run code when it is loaded, so it is "
+                  "refused: use the model's model.safetensors (a Hugging Face directory) or a GGUF file instead");
+    case FileKind::safetensors:
+      throw Error("-m '" + spec + "' is a safetensors file; pass the model directory (config.json + model.safetensors)");
+    case FileKind::unknown: break;
+  }
+  throw Error("-m '" + spec + "' is a file that is neither GGUF nor an llm.c checkpoint; pass one of those, or the "
+              "model directory (config.json + model.safetensors)");
 }
+
+Config ModelSource::config() const {
+  switch (kind_) {
+    case Kind::random: return Config::preset(preset_);
+    case Kind::hf_directory: return directory_config(spec_);
+    case Kind::gguf: return gguf_config(spec_);
+    case Kind::llmc: return llmc_config(spec_);
+  }
+  throw Error("internal: unknown model kind");
+}
+
+HostModel ModelSource::load(int n_threads) const {
+  ThreadPool pool(n_threads > 0 ? n_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  HostModel model;
+  switch (kind_) {
+    case Kind::random: model = random_model(Config::preset(preset_), kRandomSeed, pool); break;
+    case Kind::hf_directory: model = load_directory(spec_, pool); break;
+    case Kind::gguf: model = load_gguf(spec_, pool); break;
+    case Kind::llmc: model = load_llmc(spec_, pool); break;
+  }
+  model.name = spec_;
+  return model;
+}
+
+TokenizerVocabulary ModelSource::tokenizer_vocabulary() const {
+  return kind_ == Kind::gguf ? gguf_vocabulary(spec_) : TokenizerVocabulary{};
+}
+
+HostModel load_model(const std::string& spec, int n_threads) { return ModelSource::parse(spec).load(n_threads); }
 
 }  // namespace gpt2

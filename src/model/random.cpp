@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/thread_pool.h"
 #include "model/host_model.h"
 #include "model/weights.h"
 
@@ -58,23 +59,23 @@ void fill_chunk(const FillJob& job, int64_t chunk) {
 
 }  // namespace
 
-HostModel random_model(const Config& config, uint64_t seed) {
+HostModel random_model(const Config& config, uint64_t seed, ThreadPool& pool) {
   HostModel m = allocate_host_model(config, /*tied_head=*/true);
   const float proj_std = 0.02f / std::sqrt(2.0f * static_cast<float>(config.n_layer));
 
   std::vector<FillJob> jobs;
   uint64_t tensor_index = 0;
   uint64_t seed_state = seed;
-  for (const WeightSlot& s : weight_slots(config, m.weights, /*tied_head=*/true)) {
-    FillJob job{s.dst->f32(), s.dst->numel(), 0.0f, 0.02f, 0};
+  for (const WeightEntry& s : weight_table(config, m.weights, /*tied_head=*/true)) {
+    FillJob job{s.tensor->f32(), s.tensor->numel(), 0.0f, 0.02f, 0};
     // The only vectors named ".weight" are LayerNorm gains (ln_1, ln_2, ln_f); the rest are biases.
-    const bool gain = s.kind == WeightKind::vector && s.name.size() > 7 &&
+    const bool gain = s.use == WeightUse::vector && s.name.size() > 7 &&
                       s.name.compare(s.name.size() - 7, 7, ".weight") == 0;
     const bool residual_proj = s.name.find("c_proj.weight") != std::string::npos;
     if (s.name == "wpe.weight") job.stddev = 0.01f;
     else if (residual_proj) job.stddev = proj_std;
     else if (gain) job.mean = 1.0f;
-    else if (s.kind == WeightKind::vector) job.stddev = 0.01f;  // biases
+    else if (s.use == WeightUse::vector) job.stddev = 0.01f;  // biases
     job.stream = splitmix64(seed_state) + (tensor_index++);
     jobs.push_back(job);
   }
@@ -83,26 +84,13 @@ HostModel random_model(const Config& config, uint64_t seed) {
   std::vector<int64_t> first_chunk(jobs.size() + 1, 0);
   for (size_t j = 0; j < jobs.size(); ++j) first_chunk[j + 1] = first_chunk[j] + (jobs[j].n + kChunk - 1) / kChunk;
   const int64_t n_chunks = first_chunk.back();
-  std::atomic<int64_t> next{0};
-  auto worker = [&] {
-    for (int64_t c = next++; c < n_chunks; c = next++) {
+  pool.parallel_for(n_chunks, 4, [&](int64_t begin, int64_t end, int) {
+    for (int64_t c = begin; c < end; ++c) {
       const size_t j = static_cast<size_t>(std::upper_bound(first_chunk.begin(), first_chunk.end(), c) -
                                            first_chunk.begin() - 1);
       fill_chunk(jobs[j], c - first_chunk[j]);
     }
-  };
-  const int64_t n_threads =
-      std::max<int64_t>(1, std::min<int64_t>(std::thread::hardware_concurrency(), n_chunks / 4));
-  std::vector<std::thread> threads;
-  for (int64_t t = 1; t < n_threads; ++t) {
-    try {
-      threads.emplace_back(worker);
-    } catch (const std::system_error&) {
-      break;  // fewer threads than hoped: the remaining chunks are still claimed by those running
-    }
-  }
-  worker();
-  for (std::thread& t : threads) t.join();
+  });
   return m;
 }
 

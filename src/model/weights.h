@@ -1,13 +1,19 @@
-// The parameters of GPT-2, named as in the paper's code and Hugging Face's checkpoints.
-// The same struct describes host weights (loader output, fp32) and backend-resident
-// weights (fp32/fp16/bf16/int8 views into the backend's single weight allocation).
+// The parameters of GPT-2, named as in the paper's code and Hugging Face's checkpoints, and the
+// one table of GPT-2's tensors that the loader, the random-weight generator and the model's
+// upload to a backend all walk.
+//
+// The same struct describes host weights (loader output, fp32, one allocation: HostModel) and
+// backend-resident weights (views into the backend's single weight allocation, in whatever
+// form the backend chose for each tensor's WeightUse).
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
+#include "runtime/backend.h"
 #include "runtime/tensor.h"
 
 namespace gpt2 {
@@ -29,67 +35,50 @@ struct ModelWeights {
   Tensor lm_head;                   // [V, C]; the same memory as wte when tied
 };
 
-// What a weight tensor is, for a backend choosing how to store it.
-enum class WeightRole {
-  token_embedding,     // wte [V, C]: the embedding table, and the LM head when tied
-  position_embedding,  // wpe [n_ctx, C]
-  linear,              // a block's c_attn, attn c_proj, c_fc or mlp c_proj weight [out, in]
-  vector,              // a bias, or a LayerNorm gain or bias [1, n]
-  lm_head,             // an untied LM head [V, C]
+// How a tensor is laid out in a Hugging Face file, against our [out, in] / [1, n] layout.
+enum class HfLayout {
+  conv1d,     // Conv1D weight [in, out] in the file; stored transposed, [out, in]
+  as_stored,  // embeddings (wte, wpe) and lm_head ([V, C], nn.Linear layout): as they are
+  vector,     // biases and LayerNorm gains [n]: stored as [1, n]
 };
 
-struct WeightPair {
-  Tensor* dst;
-  const Tensor* src;
-  WeightRole role;
+struct WeightEntry {
+  std::string name;               // Hugging Face name without the "transformer." prefix
+  Tensor* tensor;                 // the field of ModelWeights
+  HfLayout layout;
+  std::vector<int64_t> hf_shape;  // shape of the tensor in a Hugging Face file
+  WeightUse use;                  // what the forward pass does with it (for the backend)
+  int64_t rows() const { return layout == HfLayout::conv1d ? hf_shape[1] : layout == HfLayout::vector ? 1 : hf_shape[0]; }
+  int64_t cols() const { return layout == HfLayout::conv1d ? hf_shape[0] : hf_shape.back(); }
 };
 
-// Every tensor of `dst` with the same field of `src`, in one fixed order: wte, wpe, each
-// block's ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj (gain or weight, then bias), ln_f,
-// and lm_head when with_lm_head. dst.h is resized to src.h's length. A backend's load() walks
-// it to place the host's tensors in its own memory; dst may be src itself.
-inline std::vector<WeightPair> weight_pairs(ModelWeights& dst, const ModelWeights& src, bool with_lm_head) {
-  if (&dst != &src) dst.h.resize(src.h.size());
-  std::vector<WeightPair> pairs;
-  pairs.reserve(5 + 12 * src.h.size());
-  pairs.push_back({&dst.wte, &src.wte, WeightRole::token_embedding});
-  pairs.push_back({&dst.wpe, &src.wpe, WeightRole::position_embedding});
-  for (size_t l = 0; l < src.h.size(); ++l) {
-    LayerWeights& d = dst.h[l];
-    const LayerWeights& s = src.h[l];
-    const WeightRole v = WeightRole::vector, m = WeightRole::linear;
-    for (const WeightPair& p : {WeightPair{&d.ln_1_g, &s.ln_1_g, v}, WeightPair{&d.ln_1_b, &s.ln_1_b, v},
-                                WeightPair{&d.attn_qkv_w, &s.attn_qkv_w, m}, WeightPair{&d.attn_qkv_b, &s.attn_qkv_b, v},
-                                WeightPair{&d.attn_proj_w, &s.attn_proj_w, m}, WeightPair{&d.attn_proj_b, &s.attn_proj_b, v},
-                                WeightPair{&d.ln_2_g, &s.ln_2_g, v}, WeightPair{&d.ln_2_b, &s.ln_2_b, v},
-                                WeightPair{&d.mlp_fc_w, &s.mlp_fc_w, m}, WeightPair{&d.mlp_fc_b, &s.mlp_fc_b, v},
-                                WeightPair{&d.mlp_proj_w, &s.mlp_proj_w, m}, WeightPair{&d.mlp_proj_b, &s.mlp_proj_b, v}})
-      pairs.push_back(p);
-  }
-  pairs.push_back({&dst.ln_f_g, &src.ln_f_g, WeightRole::vector});
-  pairs.push_back({&dst.ln_f_b, &src.ln_f_b, WeightRole::vector});
-  if (with_lm_head) pairs.push_back({&dst.lm_head, &src.lm_head, WeightRole::lm_head});
-  return pairs;
-}
+// Every tensor of `weights` (whose h must have config.n_layer blocks) in one fixed order: wte,
+// wpe, each block's ln_1, c_attn, attn c_proj, ln_2, c_fc, mlp c_proj (weight or gain, then
+// bias), ln_f, and lm_head only when untied (a tied head is wte itself).
+std::vector<WeightEntry> weight_table(const Config& config, ModelWeights& weights, bool tied_head);
 
-// Host-side model: config + fp32 weights in one allocation ([out, in] layout).
+// Host-side model: config + weights in one allocation ([out, in] layout). Every tensor is fp32,
+// except that matrices and embeddings of a quantized GGUF file may keep their own integers
+// (dtype i8 or i4, Tensor::scales and group_size; model/ggml_blocks.h), which the backend
+// runs as they are or dequantizes (Backend::upload).
 struct HostModel {
   Config config;
   ModelWeights weights;
   std::string name;                 // what the user passed to -m
-  std::string dir;                  // model directory ("" for random:)
-  std::string source_dtype = "fp32";// dtype of the checkpoint file(s): fp32, fp16, bf16
+  std::string source_dtype = "fp32";// dtype of the checkpoint file(s): fp32, fp16, bf16, mixed, or a
+                                    //   GGUF type (q4_0, q8_0, ...) for a quantized file
+  bool quantized_source = false;    // the file's matrices are quantized: --dtype auto keeps the CPU on
+                                    //   integer kernels (int8 for those dequantized at load)
+  std::vector<std::string> notes;   // what the loader did (types, conversions, the tokenizer), for -v
   std::unique_ptr<float[]> storage; // owns every tensor above
   size_t storage_floats = 0;
+  bool tied_head() const { return weights.lm_head.data == weights.wte.data; }
 };
 
-// `-m MODEL`: a Hugging Face model directory, or random:gpt2|gpt2-medium|gpt2-large|
-// gpt2-xl|distilgpt2 (seeded random weights with the real shapes). Throws gpt2::Error.
-HostModel load_model(const std::string& spec);
-
 // Seeded random weights with GPT-2's shapes and realistic scales (N(0, 0.02) matrices,
-// gains near 1, small biases).
-HostModel random_model(const Config& config, uint64_t seed);
+// gains near 1, small biases), generated on `pool` (the same values for any thread count).
+class ThreadPool;
+HostModel random_model(const Config& config, uint64_t seed, ThreadPool& pool);
 
 // Total parameter count (tied head counted once).
 size_t parameter_count(const Config& config);

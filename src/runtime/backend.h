@@ -1,45 +1,87 @@
-// Backend: the operations GPT-2's forward pass is made of. The forward pass itself is
-// written once, in src/model/gpt2.cpp; a backend (cpu/, cuda/) implements these ops on its
-// own memory. Activations are fp32 [rows, cols] row-major; weights are in the backend's
-// weight dtype ([out, in] for linear layers).
+// Backend: an executor of the operations a transformer's forward pass is made of. It knows
+// nothing of GPT-2: the model (src/model/gpt2.cpp) uploads its tensors for a use, allocates its
+// activations and KV cache here, and issues ops with every operand explicit. The forward pass
+// is written once; cpu/ and cuda/ implement the ops on their own memory.
 //
-// A step processes B sequences of T new tokens each, all at positions [pos, pos + T)
-// (every sequence of a batch has the same length). N = B * T rows of activations,
-// sequence-major: row b * T + t is token t of sequence b.
+// Shapes: activations are fp32 [rows, cols] row-major; matrices are [out, in] (PyTorch
+// nn.Linear), in whatever form the backend chose for their WeightUse (packed, 16-bit,
+// quantized). A step's rows are a Batch (runtime/batch.h): N rows, packed sequence by sequence,
+// each with its own token, position and KV slot.
 //
-// Step state (tokens, positions) is set once by set_step(); ops read it from there, never
-// from their arguments, so a backend may record the ops of a step once and replay them
-// (the CUDA backend captures the decode step in a CUDA graph).
+// Public ops are not virtual: each checks its operands once, for every backend, and then calls
+// the backend's math (the protected do_* functions). A check that fails is gpt2::Error
+// ("internal: ..."): a shape error is a bug of the caller, not of the input.
+//
+// run_step(batch, key, record) uploads the batch once and runs `record`, which issues the ops;
+// a backend may capture them once per StepKey and replay them for later steps with that key
+// (the CUDA backend captures decode steps in CUDA graphs). Ops therefore take the step's rows
+// from the Batch handed to run_step, never from host memory that changes between steps.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <tuple>
 
-#include "model/config.h"
-#include "model/weights.h"
+#include "runtime/batch.h"
+#include "runtime/kv_cache.h"
 #include "runtime/tensor.h"
 
 namespace gpt2 {
-
-struct StepShape {
-  int batch = 1;     // B sequences
-  int n_tokens = 1;  // T new tokens per sequence
-  int pos = 0;       // position of the first new token (tokens already in the KV cache)
-  int rows() const { return batch * n_tokens; }
-};
 
 enum class Epilogue { none, gelu };
 
 enum class Device { auto_select, cpu, cuda };
 
+// What a weight tensor is used for, so that a backend can choose how to store it.
+enum class WeightUse {
+  matrix,     // the right operand of linear(), [out, in]: in the weight dtype, maybe packed
+  embedding,  // [V, C]: rows gathered by embed(), and also the right operand of linear()
+              //   (a tied LM head)
+  table,      // [n, C]: rows gathered by embed() only (position embeddings)
+  vector,     // [1, n]: a bias or a LayerNorm gain or bias, fp32
+};
+
+// Attention kernels on CUDA: auto picks per dtype and shape; simt forces the fp32 SIMT kernel
+// (a debugging aid: gpu-check.sh reruns failures with it).
+enum class CudaAttention { auto_select, simt };
+
 struct BackendOptions {
   Device device = Device::auto_select;
-  bool auto_dtype = true;           // let the backend choose (CPU: f32, CUDA: bf16)
-  DType weight_dtype = DType::f32;  // when !auto_dtype: f32, f16 (CUDA), bf16, i8 (CPU)
+  bool auto_dtype = true;           // let the backend choose (CPU: weight_dtype if i8, else f32; CUDA: bf16)
+  DType weight_dtype = DType::f32;  // when !auto_dtype: f32, f16 (CUDA), bf16, i8, i4 (CPU); with
+                                    //   auto_dtype, i8 asks the CPU for integer kernels (a quantized file)
   int threads = 0;                  // CPU threads; 0 = all cores
   bool verbose = false;
+  std::string cpu_isa;              // "" (the best this CPU runs), generic, avx2 or avx512
+  bool cuda_graphs = true;          // capture decode steps in CUDA graphs
+  bool cuda_pdl = true;             // programmatic dependent launch on sm_90
+  CudaAttention cuda_attention = CudaAttention::auto_select;
+};
+
+// What the ops of one step are, beyond the values they read: a backend that captures a
+// step's ops (CUDA graphs) keys the capture by all of it. The other tensors a step uses (the
+// model's weights and activations) are the same for every step of one Gpt2, whose backend it is.
+struct StepKey {
+  int rows = 0;            // N
+  int logit_rows = 0;      // R
+  int sequences = 0;       // S
+  int max_seq_tokens = 0;  // new tokens of the longest sequence (1: a decode step)
+  bool observed = false;   // a caller reads activations during the step: never captured
+  const void* cache = nullptr;  // the KV cache the step reads and writes (its first layer's k)
+
+  static StepKey of(const Batch& batch, const KvCache& kv, bool observed) {
+    return StepKey{batch.rows(), batch.n_logit_rows(), batch.sequences(), batch.max_seq_tokens, observed,
+                   kv.n_layer() > 0 ? kv.layer(0).k.data : nullptr};
+  }
+  // Only decode steps are worth capturing (prefill is a few long GEMMs); an observed step
+  // reads activations back between ops.
+  bool capturable() const { return max_seq_tokens == 1 && !observed; }
+  bool operator<(const StepKey& o) const {
+    return std::tie(rows, logit_rows, sequences, max_seq_tokens, observed, cache) <
+           std::tie(o.rows, o.logit_rows, o.sequences, o.max_seq_tokens, o.observed, o.cache);
+  }
 };
 
 class Backend {
@@ -49,65 +91,90 @@ class Backend {
   virtual std::string name() const = 0;  // "cpu" or "cuda"
   virtual DType weight_dtype() const = 0;
   virtual std::string describe() const = 0;  // e.g. "cpu (2 threads, avx512)" / "cuda (NVIDIA H200)"
+  // Peak device memory held (weights, KV cache, activations, workspaces) in bytes; -1 when the
+  // backend has no device memory (CPU).
+  virtual int64_t peak_device_bytes() const { return -1; }
 
-  // Once per run: copies (and converts) the host weights ([out, in], fp32) into backend
-  // memory, and allocates the KV cache for max_batch sequences of config.n_ctx positions.
-  // `host` may be released afterwards.
-  virtual void load(const Config& config, const ModelWeights& host, int max_batch) = 0;
-  virtual const ModelWeights& weights() const = 0;
+  // ---- memory: everything is allocated before the first step, owned until destruction ----
+  // Weights: bytes that upload() of a host tensor for `use` will take; one reservation of their
+  // sum; then each tensor uploaded (copied and converted). Host data is fp32, or for matrices and
+  // embeddings of a quantized file i8 / i4 with scales (HostModel): a backend that takes those
+  // (do_takes_host) keeps them as they are, for any other upload() dequantizes them to fp32 first.
+  size_t upload_bytes(int64_t rows, int64_t cols, WeightUse use) const;  // an fp32 host tensor
+  size_t upload_bytes(const Tensor& host, WeightUse use) const;
+  void reserve_weights(size_t bytes);
+  Tensor upload(const Tensor& host, WeightUse use);
+  // An fp32 activation buffer [rows, cols], zeroed.
+  Tensor alloc(int64_t rows, int64_t cols);
+  // A KV cache of n_layer layers for n_slots sequences of n_ctx positions.
+  KvCache alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head, int head_dim);
 
-  // An fp32 activation buffer [rows, cols], owned by the backend until it is destroyed.
-  virtual Tensor alloc(int64_t rows, int64_t cols) = 0;
+  // ---- a step ----
+  // Uploads the batch (rows <= max_rows of the batch buffer, sized by the first call of
+  // reserve_batch) and runs `record`, or replays what `record` issued for the same key.
+  void reserve_batch(int max_rows, int max_sequences);
+  void run_step(const Batch& batch, const StepKey& key, const std::function<void()>& record);
 
-  // Step state: tokens [B * T] (host memory) and the shape of the next step.
-  virtual void set_step(const int32_t* tokens, const StepShape& shape) = 0;
-  // Runs `record`, which issues the ops of one step. A backend may capture them once per
-  // shape (batch, n_tokens) and replay the capture for later steps of that shape.
-  virtual void run_step(const StepShape& shape, const std::function<void()>& record) = 0;
+  // ---- ops (inside run_step's record; N = batch.rows(), C = row width) ----
+  // x [N, C] = wte[tokens[n]] + wpe[positions[n]]
+  void embed(Tensor x, Tensor wte, Tensor wpe, const Batch& batch);
+  // out [n, C] = (x - mean) / sqrt(var + eps) * g + b per row, fp32 statistics
+  void layernorm(Tensor out, Tensor x, Tensor g, Tensor b, float eps);
+  // residual [n, C] += delta;  out = LayerNorm(residual) * g + b
+  void add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b, float eps);
+  // out [n, O] = epilogue(in [n, I] @ w[O, I]^T + bias[O]); bias may be empty
+  void linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue);
+  // Causal self-attention of one layer, with c_attn's bias fused in:
+  //   qkv [N, 3C] (q | k | v, n_head heads of head_dim each) += qkv_bias [1, 3C] (may be empty);
+  //   k, v of row n -> cache slot row_slots[n], position positions[n];
+  //   out [N, C] = softmax(q k^T / sqrt(head_dim)) v over positions [0, positions[n]] of the slot.
+  // qkv holds q | k | v with the bias afterwards (an observer reads q and k from it).
+  void attention(Tensor out, Tensor qkv, Tensor qkv_bias, const KvLayer& kv, const Batch& batch);
+  // out [R, C] = in [N, C] rows batch.logit_rows
+  void gather_rows(Tensor out, Tensor in, const Batch& batch);
 
-  // ---- ops (shapes: N = B*T rows, C = n_embd) ----
-  // x [N, C] = wte[tokens] + wpe[positions]
-  virtual void embed(Tensor x) = 0;
-  // out [N, C] = LayerNorm(x) * g + b, fp32 statistics, eps = config.layer_norm_epsilon
-  virtual void layernorm(Tensor out, Tensor x, Tensor g, Tensor b) = 0;
-  // residual [N, C] += delta;  out = LayerNorm(residual) * g + b
-  virtual void add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b) = 0;
-  // out [N, O] = epilogue(in [N, I] @ w[O, I]^T + bias[O]); bias may be empty
-  virtual void linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) = 0;
-  // Causal self-attention of layer `layer`: qkv [N, 3C] (q | k | v, heads of head_dim
-  // inside each); appends k, v at the step's positions to the KV cache, then
-  // out [N, C] = softmax(q k^T / sqrt(head_dim)) v over cache positions [0, pos + t].
-  virtual void attention(Tensor out, Tensor qkv, int layer) = 0;
-  // out [B, C] = in [B*T, C] rows b*T + T-1 (the last token of each sequence)
-  virtual void take_last(Tensor out, Tensor in) = 0;
-
-  // Copies an fp32 activation to host memory (waits for the work before it).
-  virtual void read(float* dst, Tensor src) = 0;
-
+  // ---- results to the host (wait for the work before them) ----
+  void read(float* dst, Tensor src);  // an fp32 tensor [rows, cols]
   // The k most likely of the first n_cols entries of each row of logits [rows, V] (k <= kMaxTopK,
   // k <= n_cols <= V), to host memory: ids, values [rows, k], most likely first (value
   // descending, equal values by smaller index, +0 equal to -0; the values' exact bits);
   // invalid [rows]: 1 when the row's first n_cols hold a NaN or +inf (its ids and values are
-  // then meaningless), else 0. Waits for the work before it. The sampler's candidates
-  // (sampling/sampler.h): on CUDA, a step copies k values per row instead of V.
+  // then meaningless), else 0. The sampler's candidates: on CUDA a step copies k values per row
+  // instead of V.
   static constexpr int kMaxTopK = 256;
-  virtual void top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) = 0;
+  void top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid);
 
-  // Peak device memory this backend has had allocated (weights, KV cache, activations,
-  // workspaces), in bytes, for `gpt2 bench`; -1 when the backend has no device memory (CPU)
-  // or cannot tell. Optional: a backend that keeps device memory should override it.
-  virtual int64_t peak_device_bytes() const { return -1; }
+ protected:
+  virtual size_t do_upload_bytes(int64_t rows, int64_t cols, WeightUse use) const = 0;
+  // Host tensors of dtypes other than fp32 that do_upload takes as they are (default: none), and
+  // the bytes they take.
+  virtual bool do_takes_host(DType dtype, WeightUse use) const { return dtype == DType::f32; }
+  virtual size_t do_upload_bytes_for(const Tensor& host, WeightUse use) const {
+    return do_upload_bytes(host.rows, host.cols, use);
+  }
+  virtual void do_reserve_weights(size_t bytes) = 0;
+  virtual Tensor do_upload(const Tensor& host, WeightUse use) = 0;
+  virtual Tensor do_alloc(int64_t rows, int64_t cols) = 0;
+  virtual KvCache do_alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head, int head_dim) = 0;
+  virtual void do_reserve_batch(int max_rows, int max_sequences) = 0;
+  virtual void do_run_step(const Batch& batch, const StepKey& key, const std::function<void()>& record) = 0;
+
+  virtual void do_embed(Tensor x, Tensor wte, Tensor wpe, const Batch& batch) = 0;
+  virtual void do_layernorm(Tensor out, Tensor x, Tensor g, Tensor b, float eps) = 0;
+  virtual void do_add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b, float eps) = 0;
+  virtual void do_linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) = 0;
+  virtual void do_attention(Tensor out, Tensor qkv, Tensor qkv_bias, const KvLayer& kv, const Batch& batch) = 0;
+  virtual void do_gather_rows(Tensor out, Tensor in, const Batch& batch) = 0;
+  virtual void do_read(float* dst, Tensor src) = 0;
+  virtual void do_top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) = 0;
+
+ private:
+  // The batch of the step in progress (between run_step's upload and its end), so that every
+  // op can check it was given that batch.
+  const Batch* step_batch_ = nullptr;
+  int max_rows_ = 0;
+  int max_sequences_ = 0;
+  void require_step(const Batch& batch, const char* op) const;
 };
-
-// Creates the backend options.device asks for, for a model of shape `config`. auto_select:
-// CUDA when a usable device is present and can run the request (the model's shape, the
-// dtype: int8 is CPU-only), else the CPU with a one-line note on stderr (in a build without
-// CUDA only with verbose). cuda without a usable device: gpt2::Error naming the reason.
-std::unique_ptr<Backend> make_backend(const BackendOptions& options, const Config& config);
-// The same without a model shape: auto_select does not check the shape.
-std::unique_ptr<Backend> make_backend(const BackendOptions& options);
-
-// Whether a usable CUDA device is present; `reason` says why not. Never crashes.
-bool cuda_available(std::string* reason);
 
 }  // namespace gpt2

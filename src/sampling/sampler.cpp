@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/order.h"
 
 namespace gpt2 {
 
@@ -81,10 +82,8 @@ void apply_temperature(std::vector<Candidate>& candidates, float temperature) {
   for (Candidate& c : candidates) c.logit /= temperature;
 }
 
-// Most likely first; equal logits by smaller id, so the order is a total order.
-static bool more_likely(const Candidate& a, const Candidate& b) {
-  return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-}
+// Most likely first; equal logits by smaller id (common/order.h), so the order is a total order.
+static bool more_likely(const Candidate& a, const Candidate& b) { return most_likely_first(a.logit, a.id, b.logit, b.id); }
 
 void top_k(std::vector<Candidate>& candidates, int k) {
   if (k <= 0 || static_cast<size_t>(k) >= candidates.size()) {

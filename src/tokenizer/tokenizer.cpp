@@ -314,6 +314,7 @@ struct Tokenizer::Impl {
   // rank of merging the byte tokens of (x, y), at [x * 256 + y]: every piece starts with these
   // lookups, and a 256 KB array answers them without hashing.
   std::vector<int32_t> byte_pair_ranks;
+  std::vector<std::pair<int32_t, int32_t>> merge_pairs;  // (left, right) ids in rank order, for same_as
   int32_t eot_id = -1;
 
   void encode_ordinary(std::string_view text, std::vector<int32_t>& out, PieceCache& cache) const;
@@ -366,6 +367,7 @@ std::shared_ptr<const Tokenizer::Impl> build(std::vector<std::string> tokens, co
     const int32_t merged = ids.find(joined);
     if (merged < 0) throw Error(where() + "the merged token is not in the vocabulary");
     impl->merges.insert(left, right, merged);
+    impl->merge_pairs.emplace_back(left, right);
   }
   impl->byte_pair_ranks.resize(256 * 256);
   for (int x = 0; x < 256; ++x)
@@ -519,6 +521,33 @@ std::shared_ptr<const Tokenizer::Impl> load_builtin() {
   return build(std::move(tokens), merges, source);
 }
 
+// Lists of tokens and "LEFT RIGHT" merges in GPT-2's byte alphabet (GGUF's tokenizer.ggml.*).
+std::shared_ptr<const Tokenizer::Impl> load_lists(const std::vector<std::string>& token_list,
+                                                  const std::vector<std::string>& merge_list, const std::string& source) {
+  constexpr std::size_t kMaxVocab = std::size_t{1} << 24;
+  if (token_list.size() > kMaxVocab) throw Error(source + ": " + std::to_string(token_list.size()) + " tokens is too many");
+  std::vector<std::string> tokens(token_list.size());
+  for (std::size_t i = 0; i < token_list.size(); ++i)
+    if (!unicode_token_to_bytes(token_list[i], tokens[i]))
+      throw Error(source + ": token " + std::to_string(i) + " '" + to_valid_utf8(token_list[i]) +
+                  "' uses characters outside GPT-2's byte alphabet");
+  std::vector<Merge> merges;
+  merges.reserve(merge_list.size());
+  std::string left, right;
+  for (std::size_t i = 0; i < merge_list.size(); ++i) {
+    const std::string& m = merge_list[i];
+    const std::size_t space = m.find(' ');
+    if (space == std::string::npos || space == 0 || space + 1 == m.size() || m.find(' ', space + 1) != std::string::npos)
+      throw Error(source + ": merge " + std::to_string(i) + " '" + to_valid_utf8(m) +
+                  "' is not two tokens separated by one space");
+    if (!unicode_token_to_bytes(std::string_view(m).substr(0, space), left) ||
+        !unicode_token_to_bytes(std::string_view(m).substr(space + 1), right))
+      throw Error(source + ": merge " + std::to_string(i) + " uses characters outside GPT-2's byte alphabet");
+    merges.push_back(Merge{left, right, i + 1});
+  }
+  return build(std::move(tokens), merges, source);
+}
+
 }  // namespace
 
 // ---- BPE -------------------------------------------------------------------------------
@@ -652,6 +681,16 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
   }
   if (has("tokenizer.json")) return Tokenizer(load_tokenizer_json(base + "tokenizer.json"));
   return builtin();
+}
+
+Tokenizer Tokenizer::from_lists(const std::vector<std::string>& tokens, const std::vector<std::string>& merges,
+                                const std::string& source) {
+  return Tokenizer(load_lists(tokens, merges, source));
+}
+
+bool Tokenizer::same_as(const Tokenizer& other) const {
+  return impl_ == other.impl_ || (impl_->tokens == other.impl_->tokens && impl_->merge_pairs == other.impl_->merge_pairs &&
+                                  impl_->eot_id == other.impl_->eot_id);
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, Special special) const {

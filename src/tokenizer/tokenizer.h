@@ -23,6 +23,14 @@ class Tokenizer {
   // tokenizer.json; the built-in vocabulary when the directory has none of them.
   // Unreadable or malformed files throw gpt2::Error naming the file.
   static Tokenizer from_dir(const std::string& dir);
+  // From a vocabulary given as lists (a GGUF file's tokenizer.ggml.tokens and .merges): tokens
+  // spelled with GPT-2's byte characters as vocab.json spells them, id = position; merges
+  // "LEFT RIGHT" in rank order. Inconsistent lists throw gpt2::Error naming `source`.
+  static Tokenizer from_lists(const std::vector<std::string>& tokens, const std::vector<std::string>& merges,
+                              const std::string& source);
+  // Whether both give the same ids for every text: the same tokens and the same merges in the
+  // same order.
+  bool same_as(const Tokenizer& other) const;
 
   // Any bytes: valid UTF-8 gives exactly tiktoken's ids; bytes that are not valid UTF-8
   // (which tiktoken cannot take) are pre-tokenized like punctuation, one "other" character

@@ -131,3 +131,37 @@ TEST_CASE("bench: usage errors", "[bench][cli]") {
     CHECK(run.out.empty());
   }
 }
+
+TEST_CASE("bench --mixed: requests of mixed lengths through the scheduler", "[bench][cli]") {
+  const Run run = bench({"--mixed", "--requests", "6", "--mixed-prompt", "3:20", "--mixed-gen", "2:5", "--parallel",
+                         "1,3", "--json"});
+  INFO("stderr: " << run.err);
+  REQUIRE(run.exit_code == 0);
+  const json j = json::parse(run.out);
+  CHECK(j.at("requests") == 6);
+  REQUIRE(j.at("results").size() == 2);
+  int64_t gen = -1;
+  for (size_t i = 0; i < 2; ++i) {
+    const json& r = j["results"][i];
+    CHECK(r.at("parallel") == (i == 0 ? 1 : 3));
+    CHECK(r.at("seconds").get<double>() > 0);
+    CHECK(r.at("requests_per_s").get<double>() == Approx(6 / r.at("seconds").get<double>()));
+    // The same requests both times: every one generates its full length.
+    if (gen < 0) gen = r.at("gen_tokens").get<int64_t>();
+    CHECK(r.at("gen_tokens").get<int64_t>() == gen);
+    CHECK(r.at("ttft_ms").at("p50").get<double>() <= r.at("ttft_ms").at("p99").get<double>());
+    CHECK(r.at("itl_ms").at("p50").get<double>() <= r.at("itl_ms").at("p99").get<double>());
+  }
+  CHECK(gen >= 6 * 2);
+  CHECK(gen <= 6 * 5);
+  const Run table = bench({"--mixed", "--requests", "2", "--mixed-prompt", "4", "--mixed-gen", "2", "--parallel", "2"});
+  REQUIRE(table.exit_code == 0);
+  CHECK(table.out.find("| slots | total s |") != std::string::npos);
+  for (const std::vector<std::string>& bad : std::vector<std::vector<std::string>>{
+           {"--mixed", "--requests", "0"}, {"--mixed", "--mixed-prompt", "9:3"}, {"--mixed", "--parallel", "0"},
+           {"--mixed", "--mixed-prompt", "200:250", "--mixed-gen", "100"}}) {
+    const Run e = bench(bad);
+    INFO(bad[1] << " " << bad[2]);
+    CHECK(e.exit_code == 2);
+  }
+}

@@ -243,3 +243,53 @@ TEST_CASE("gpt2 generate: a prompt too long for the context is rejected before l
   CHECK(r.err.rfind("error: the prompt is 1024 tokens but the model's context is 1024 tokens", 0) == 0);
   CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
 }
+
+TEST_CASE("gpt2 generate --prompts: every prompt at once, results in input order", "[cli][generate]") {
+  const json exp = expected();
+  const std::string prompt = exp.at("prompt_text");
+  const std::vector<int32_t> reference = exp.at("greedy").get<std::vector<int32_t>>();
+  // The reference prompt among others of other lengths; a seed per line; n_predict per line.
+  const std::string lines = json("Hello").dump() + "\n" + json{{"prompt", prompt}, {"n_predict", 6}}.dump() +
+                            "\n\n" + json{{"prompt", "Once upon a time there was"}, {"seed", 5}}.dump() + "\n" +
+                            json("").dump() + "\n";
+  const TempFile file(lines);
+  const Run r = generate({"-m", kTiny, "--prompts", file.path, "-n", "9", "--greedy", "--json", "--parallel", "2"});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  std::vector<json> out;
+  size_t at = 0;
+  while (at < r.out.size()) {
+    const size_t end = r.out.find('\n', at);
+    REQUIRE(end != std::string::npos);
+    out.push_back(json::parse(r.out.substr(at, end - at)));
+    at = end + 1;
+  }
+  REQUIRE(out.size() == 4);
+  for (size_t i = 0; i < 4; ++i) CHECK(out[i].at("index") == i);
+  CHECK(out[1].at("prompt_tokens") == exp.at("prompt"));
+  CHECK(out[1]["samples"][0].at("tokens").get<std::vector<int32_t>>() ==
+        std::vector<int32_t>(reference.begin(), reference.begin() + 6));
+  CHECK(out[2].at("seed") == 5);
+  CHECK(out[3].at("prompt_tokens") == json::array({50256}));
+  // Each equals the prompt generated on its own.
+  for (const json& o : out) {
+    if (o.at("index") == 1) continue;
+    const std::vector<std::string> single_prompt = {"Hello", "", "Once upon a time there was", ""};
+    const json alone = parse_json(generate({"-m", kTiny, "-p", single_prompt[o.at("index").get<size_t>()], "-n", "9",
+                                            "--greedy", "--json"}));
+    CHECK(o.at("samples") == alone.at("samples"));
+  }
+  // Without --json: one block per prompt, in order.
+  const Run plain = generate({"-m", kTiny, "--prompts", file.path, "-n", "3", "--greedy", "--no-echo"});
+  REQUIRE(plain.exit_code == 0);
+  const size_t p1 = plain.out.find("--- prompt 1/4 ---"), p4 = plain.out.find("--- prompt 4/4 ---");
+  CHECK(p1 == 0);
+  CHECK(p4 != std::string::npos);
+  // Bad lines name the file and line; --prompts does not go with -p.
+  const TempFile bad("\"ok\"\n{\"prompt\": 3}\n");
+  const Run e = generate({"-m", kTiny, "--prompts", bad.path});
+  CHECK(e.exit_code == 1);
+  CHECK(e.err.find(bad.path + ":2:") != std::string::npos);
+  const Run both = generate({"-m", kTiny, "--prompts", bad.path, "-p", "x"});
+  CHECK(both.exit_code == 2);
+}

@@ -433,3 +433,50 @@ TEST_CASE("score: NaN logits from corrupt weights are an error, not NaN log-prob
   CHECK(gen.err.find("NaN") != std::string::npos);
   CHECK(std::count(gen.err.begin(), gen.err.end(), '\n') == 1);
 }
+
+TEST_CASE("score: several files are scored in shared steps, each exactly as alone", "[score][cli]") {
+  // Two short texts and one past the context (a sliding window): three results, in order,
+  // each equal to scoring the file alone.
+  const int n_ctx = tiny_config().at("n_positions").get<int>();
+  const TempFile a(" the cat sat on the mat"), b(words(0, 20)), c(words(0, n_ctx));
+  const Run run = run_gpt2({"score", "-m", tiny_dir, "--device", "cpu", "--threads", "1", "--json", "-f", a.path,
+                            "-f", b.path, "-f", c.path});
+  INFO("stderr: " << run.err);
+  REQUIRE(run.exit_code == 0);
+  std::vector<json> lines;
+  size_t at = 0;
+  while (at < run.out.size()) {
+    const size_t end = run.out.find('\n', at);
+    REQUIRE(end != std::string::npos);
+    lines.push_back(json::parse(run.out.substr(at, end - at)));
+    at = end + 1;
+  }
+  REQUIRE(lines.size() == 3);
+  const std::string* paths[3] = {&a.path, &b.path, &c.path};
+  for (size_t i = 0; i < 3; ++i) {
+    INFO("file " << i);
+    CHECK(lines[i].at("file") == *paths[i]);
+    json alone = score_json(read_bytes(*paths[i]));
+    json together = lines[i];
+    together.erase("file");
+    REQUIRE(together.at("tokens").size() == alone.at("tokens").size());
+    for (size_t t = 0; t < alone.at("tokens").size(); ++t) {
+      const json& x = together["tokens"][t];
+      const json& y = alone["tokens"][t];
+      CHECK(x.at("id") == y.at("id"));
+      if (y.at("logprob").is_null()) CHECK(x.at("logprob").is_null());
+      else CHECK(x.at("logprob").get<double>() == Approx(y.at("logprob").get<double>()).margin(1e-5));
+    }
+    CHECK(together.at("next") == alone.at("next"));
+    CHECK(together.at("total_logprob").get<double>() == Approx(alone.at("total_logprob").get<double>()).margin(1e-4));
+  }
+  // The table names each file; an empty one is an error naming it.
+  const Run table = run_gpt2({"score", "-m", tiny_dir, "--device", "cpu", "-f", a.path, "-f", b.path});
+  REQUIRE(table.exit_code == 0);
+  CHECK(table.out.find("=== " + a.path + " ===") != std::string::npos);
+  CHECK(table.out.find("=== " + b.path + " ===") != std::string::npos);
+  const TempFile empty("");
+  const Run e = run_gpt2({"score", "-m", tiny_dir, "--device", "cpu", "-f", a.path, "-f", empty.path});
+  CHECK(e.exit_code == 1);
+  CHECK(e.err == "error: nothing to score: " + empty.path + " is empty\n");
+}

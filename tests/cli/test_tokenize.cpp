@@ -161,7 +161,7 @@ TEST_CASE("tokenize errors: one line, 'error:', exit 2 for usage and 1 for files
   check_error(run_gpt2({"tokenize", "-p", "x", "-f", "/dev/null"}), 2, "exclude");
   check_error(run_gpt2({"tokenize", "--no-such-option", "-p", "x"}), 2, "no-such-option");
   check_error(run_gpt2({"tokenize", "-f", "/nonexistent/input.txt"}), 1, "/nonexistent/input.txt");
-  check_error(run_gpt2({"tokenize", "-m", "/nonexistent/model", "-p", "x"}), 1, "model directory '/nonexistent/model' not found");
+  check_error(run_gpt2({"tokenize", "-m", "/nonexistent/model", "-p", "x"}), 1, "'/nonexistent/model' not found");
 
   // A model directory whose merges.txt is malformed.
   char dir[] = "/tmp/gpt2_tokenize_model_XXXXXX";

@@ -5,15 +5,22 @@
 // (and back to fp32), so the CPU computes in fp32 on exactly the values the GPU holds. What is
 // left to differ is the GPU's own rounding: 16-bit copies of the GEMM inputs (prefill), the
 // 16-bit KV cache, and fp32 summation order. The tolerances below are set for that.
+//
+// Backend options: the test program (not the library) reads GPT2_CUDA_PDL=0,
+// GPT2_CUDA_GRAPHS=0 and GPT2_CUDA_ATTENTION=simt from the environment into the CUDA backend's
+// BackendOptions, so that scripts/gpu-check.sh can rerun failed tests without PDL or with the
+// SIMT prefill kernel (cuda_options below).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -22,18 +29,32 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/dtype.h"
+#include "common/thread_pool.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "runtime/backend.h"
+#include "runtime/batch.h"
+#include "runtime/device.h"
+#include "runtime/kv_cache.h"
 
 namespace gpt2::test {
 
-// Every tensor of a ModelWeights (lm_head included; it may alias wte).
-inline void for_each_tensor(ModelWeights& w, const std::function<void(Tensor&, bool matrix)>& fn) {
-  for (const WeightPair& p : weight_pairs(w, w, /*with_lm_head=*/true)) fn(*p.dst, p.role != WeightRole::vector);
+// Seeded random weights with GPT-2's shapes (model/weights.h), on a pool of the machine's cores
+// (the values do not depend on the thread count).
+inline HostModel random_host(const Config& config, uint64_t seed) {
+  static ThreadPool pool(static_cast<int>(std::max(1u, std::min(16u, std::thread::hardware_concurrency()))));
+  return random_model(config, seed, pool);
+}
+
+// Every tensor field of a ModelWeights, lm_head included (it may alias wte).
+inline std::vector<Tensor*> all_tensors(const Config& config, ModelWeights& w) {
+  std::vector<Tensor*> out;
+  for (const WeightEntry& e : weight_table(config, w, /*tied_head=*/false)) out.push_back(e.tensor);
+  return out;
 }
 
 // A deep copy of a host model (its own storage, every view re-pointed into it).
@@ -41,16 +62,14 @@ inline HostModel copy_model(const HostModel& src) {
   HostModel dst;
   dst.config = src.config;
   dst.name = src.name;
-  dst.dir = src.dir;
   dst.source_dtype = src.source_dtype;
   dst.storage_floats = src.storage_floats;
   dst.storage.reset(new float[src.storage_floats]);
   std::memcpy(dst.storage.get(), src.storage.get(), src.storage_floats * sizeof(float));
   dst.weights = src.weights;
   const float* base = src.storage.get();
-  for_each_tensor(dst.weights, [&](Tensor& t, bool) {
-    if (t.data) t.data = dst.storage.get() + (static_cast<const float*>(t.data) - base);
-  });
+  for (Tensor* t : all_tensors(dst.config, dst.weights))
+    if (t->data) t->data = dst.storage.get() + (static_cast<const float*>(t->data) - base);
   return dst;
 }
 
@@ -70,18 +89,27 @@ inline void round_columns(std::vector<float>& m, int64_t cols, int64_t first, in
       m[i] = round_to(m[i], dtype);
 }
 
+// Snaps columns [first, last) of a row-major [rows, cols] host matrix to multiples of 1/8 in
+// [-8, 8]: such values (7 significant bits) and the sum of two of them (8) are exact in fp16 and
+// bf16, so a snapped k or v plus a snapped bias lands in a 16-bit cache unrounded.
+inline void snap_columns(std::vector<float>& m, int64_t cols, int64_t first, int64_t last) {
+  for (size_t row = 0; row < m.size(); row += static_cast<size_t>(cols))
+    for (size_t i = row + static_cast<size_t>(first); i < row + static_cast<size_t>(last); ++i)
+      m[i] = std::round(std::min(8.0f, std::max(-8.0f, m[i])) * 8.0f) / 8.0f;
+}
+
 // Rounds every weight matrix to `dtype` and back (biases and gains stay fp32, as on the GPU).
 inline void round_matrices(HostModel& m, DType dtype) {
   if (dtype == DType::f32) return;
   std::vector<const void*> done;
-  for_each_tensor(m.weights, [&](Tensor& t, bool matrix) {
-    if (!matrix || !t.data) return;
-    for (const void* d : done)
-      if (d == t.data) return;  // a tied lm_head is wte
+  for (const WeightEntry& e : weight_table(m.config, m.weights, /*tied_head=*/false)) {
+    Tensor& t = *e.tensor;
+    if (e.use == WeightUse::vector || !t.data) continue;
+    if (std::find(done.begin(), done.end(), t.data) != done.end()) continue;  // a tied lm_head is wte
     done.push_back(t.data);
     float* p = t.f32();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = round_to(p[i], dtype);
-  });
+  }
 }
 
 inline std::unique_ptr<Backend> cpu_backend() {
@@ -92,18 +120,77 @@ inline std::unique_ptr<Backend> cpu_backend() {
   return make_backend(o);
 }
 
-// GPT2_TEST_CUDA_AS_CPU (compile-time, never set by CMake): the "CUDA" side becomes a second CPU
-// backend, to dry-run this harness (shapes, sequencing, timing of the CPU oracle) without a GPU.
-inline std::unique_ptr<Backend> cuda_backend(DType dtype) {
-#ifdef GPT2_TEST_CUDA_AS_CPU
-  (void)dtype;
-  return cpu_backend();
-#endif
+// An environment switch of the test program: true unless `name` is set to "0".
+inline bool env_on(const char* name) {
+  const char* v = std::getenv(name);
+  return !(v && std::strcmp(v, "0") == 0);
+}
+
+enum class Graphs { from_environment, off };
+
+// The CUDA backend's options for `dtype`, with the triage switches of the environment.
+inline BackendOptions cuda_options(DType dtype, Graphs graphs = Graphs::from_environment) {
   BackendOptions o;
   o.device = Device::cuda;
   o.auto_dtype = false;
   o.weight_dtype = dtype;
-  return make_backend(o);
+  o.cuda_pdl = env_on("GPT2_CUDA_PDL");
+  o.cuda_graphs = graphs == Graphs::off ? false : env_on("GPT2_CUDA_GRAPHS");
+  const char* attention = std::getenv("GPT2_CUDA_ATTENTION");
+  const bool simt = attention && std::strcmp(attention, "simt") == 0;
+  o.cuda_attention = simt ? CudaAttention::simt : CudaAttention::auto_select;
+  return o;
+}
+
+// GPT2_TEST_CUDA_AS_CPU (compile-time, never set by CMake): the "CUDA" side becomes a second CPU
+// backend, to dry-run this harness (shapes, sequencing, timing of the CPU oracle) without a GPU.
+inline std::unique_ptr<Backend> cuda_backend(DType dtype, Graphs graphs = Graphs::from_environment) {
+#ifdef GPT2_TEST_CUDA_AS_CPU
+  (void)dtype;
+  (void)graphs;
+  return cpu_backend();
+#else
+  return make_backend(cuda_options(dtype, graphs));
+#endif
+}
+
+// Uploads a host model's weights to a backend as Gpt2's constructor does (one reservation, each
+// tensor for its use); returns the backend-resident views.
+inline ModelWeights upload_weights(Backend& be, const HostModel& host) {
+  const Config& c = host.config;
+  const bool tied = host.tied_head();
+  ModelWeights src = host.weights;  // views: weight_table needs a mutable ModelWeights
+  ModelWeights dst;
+  dst.h.resize(static_cast<size_t>(c.n_layer));
+  const std::vector<WeightEntry> from = weight_table(c, src, tied);
+  const std::vector<WeightEntry> to = weight_table(c, dst, tied);
+  size_t bytes = 0;
+  for (const WeightEntry& e : from) bytes += be.upload_bytes(e.tensor->rows, e.tensor->cols, e.use);
+  be.reserve_weights(bytes);
+  for (size_t i = 0; i < from.size(); ++i) *to[i].tensor = be.upload(*from[i].tensor, from[i].use);
+  if (tied) dst.lm_head = dst.wte;
+  return dst;
+}
+
+enum class Capture { never, allowed };
+
+// Runs `ops` as one step of `batch` on `be`. Capture::never marks the step observed, so the ops
+// run as issued (an op test); Capture::allowed lets the CUDA backend capture a decode step in a
+// CUDA graph and replay it for later steps of the same key (`ops` then runs only at capture).
+inline void run_step(Backend& be, const Batch& batch, const std::function<void()>& ops,
+                     Capture capture = Capture::never) {
+  // One KV cache per test: the key need not tell caches apart (a null cache).
+  be.run_step(batch, StepKey::of(batch, KvCache{}, capture == Capture::never), ops);
+}
+
+// A batch of `n_seqs` sequences of `n_tokens` tokens each, sequence s in slot slots[s] at
+// position positions[s], token ids from `tokens` (n_seqs * n_tokens, sequence-major).
+inline Batch uniform_batch(const std::vector<int32_t>& slots, const std::vector<int32_t>& positions, int n_tokens,
+                           const std::vector<int32_t>& tokens, Logits want) {
+  Batch b;
+  for (size_t s = 0; s < slots.size(); ++s)
+    b.add(slots[s], positions[s], tokens.data() + s * static_cast<size_t>(n_tokens), n_tokens, want);
+  return b;
 }
 
 inline std::vector<float> random_vector(size_t n, uint64_t seed, float stddev = 1.0f) {

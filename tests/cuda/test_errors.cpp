@@ -1,4 +1,4 @@
-// Error paths of the CUDA backend: clear gpt2::Error messages, never a crash.
+// Error paths and options of the CUDA backend: clear gpt2::Error messages, never a crash.
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "cuda_test_util.h"
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/device.h"
 
 using namespace gpt2;
 using Catch::Matchers::Contains;
@@ -16,21 +17,23 @@ TEST_CASE("int8 weights are refused on CUDA with a usage error", "[cuda][errors]
 }
 
 TEST_CASE("running out of device memory names the amount asked and free", "[cuda][errors]") {
-  Config config = Config::preset("gpt2");
-  config.n_layer = 1;
-  const HostModel host = random_model(config, 3);
   auto be = test::cuda_backend(DType::bf16);
   // 200,000 sequences of 1024 positions: a KV cache of ~630 GB, more than any GPU has.
-  CHECK_THROWS_WITH(be->load(config, host.weights, 200000),
+  CHECK_THROWS_WITH(be->alloc_kv(1, 200000, 1024, 12, 64),
                     Contains("out of memory") && Contains("asked for") && Contains("free of"));
+}
+
+TEST_CASE("the CUDA backend refuses a KV cache its attention kernels cannot serve", "[cuda][errors]") {
+  auto be = test::cuda_backend(DType::bf16);
+  CHECK_THROWS_WITH(be->alloc_kv(1, 1, 64, 16, 48), Contains("head_dim 64") && Contains("--device cpu"));
 }
 
 TEST_CASE("the CUDA backend describes itself and reports device memory", "[cuda][errors]") {
   Config config = Config::preset("gpt2");
   config.n_layer = 1;
-  const HostModel host = random_model(config, 4);
+  const HostModel host = test::random_host(config, 4);
   auto be = test::cuda_backend(DType::bf16);
-  be->load(config, host.weights, 1);
+  test::upload_weights(*be, host);
   CHECK(be->name() == "cuda");
   CHECK(be->weight_dtype() == DType::bf16);
   CHECK_THAT(be->describe(), Contains("bf16"));
@@ -38,15 +41,32 @@ TEST_CASE("the CUDA backend describes itself and reports device memory", "[cuda]
   CHECK(be->peak_device_bytes() >= static_cast<int64_t>(2 * (50257 + 1024 + 12 * 768) * 768));
 }
 
+TEST_CASE("BackendOptions turn CUDA graphs and PDL off, and force the SIMT attention", "[cuda][errors]") {
+  BackendOptions o = test::cuda_options(DType::bf16);
+  o.cuda_graphs = false;
+  o.cuda_pdl = false;
+  o.cuda_attention = CudaAttention::simt;
+  const std::string d = make_backend(o)->describe();
+  CHECK_THAT(d, Contains("no graphs") && Contains("no PDL") && Contains("SIMT attention"));
+  o.cuda_graphs = true;
+  o.cuda_pdl = true;
+  o.cuda_attention = CudaAttention::auto_select;
+  const std::string on = make_backend(o)->describe();
+  CHECK(on.find("no graphs") == std::string::npos);
+  CHECK(on.find("no PDL") == std::string::npos);
+}
+
 TEST_CASE("--device auto picks CUDA when it can run the request, else the CPU", "[cuda][errors]") {
   BackendOptions options;  // device auto, dtype auto (bf16 on CUDA)
-  const Config gpt2 = Config::preset("gpt2");
+  const Workload gpt2{64, 768};
   CHECK(make_backend(options, gpt2)->name() == "cuda");
   CHECK(make_backend(options)->name() == "cuda");
-  Config odd_heads = gpt2;
-  odd_heads.n_head = 16;  // head_dim 48: the CUDA attention kernels need 64
+  const Workload odd_heads{48, 768};  // 16 heads of 48: the CUDA attention kernels need 64
   REQUIRE(!cuda_unsupported_shape(odd_heads).empty());
   CHECK(make_backend(options, odd_heads)->name() == "cpu");
+  const Workload wide{64, 4096};  // LayerNorm rows past the kernel's 2048 columns
+  REQUIRE(!cuda_unsupported_shape(wide).empty());
+  CHECK(make_backend(options, wide)->name() == "cpu");
   options.auto_dtype = false;
   options.weight_dtype = DType::i8;  // CPU only
   CHECK(make_backend(options, gpt2)->name() == "cpu");

@@ -1,14 +1,20 @@
-// Helpers shared by the model tests: temporary directories, file edits, tensor statistics.
+// Helpers shared by the model tests: temporary directories, file edits, tensor statistics, and
+// the log lines (common/log.h) a load sends.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <unistd.h>
 
+#include "common/log.h"
 #include "runtime/tensor.h"
 
 namespace gpt2 {
@@ -58,5 +64,24 @@ inline Stats stats(const Tensor& t) {
   s.stddev = std::sqrt(std::max(0.0, sum2 / static_cast<double>(t.numel()) - s.mean * s.mean));
   return s;
 }
+
+// Sends the log to `sink` while alive, then restores the sink before it (an empty sink: the
+// default, "warning: ..." on stderr).
+class ScopedLogSink {
+ public:
+  explicit ScopedLogSink(LogSink sink) : previous_(set_log_sink(std::move(sink))) {}
+  ~ScopedLogSink() { set_log_sink(std::move(previous_)); }
+  ScopedLogSink(const ScopedLogSink&) = delete;
+  ScopedLogSink& operator=(const ScopedLogSink&) = delete;
+
+ private:
+  LogSink previous_;
+};
+
+// Every line logged while alive, with its level.
+struct LogCapture {
+  std::vector<std::pair<LogLevel, std::string>> lines;
+  ScopedLogSink sink{[this](LogLevel level, const std::string& line) { lines.emplace_back(level, line); }};
+};
 
 }  // namespace gpt2

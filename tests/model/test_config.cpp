@@ -3,11 +3,14 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <string>
 
 #include "common/error.h"
+#include "common/thread_pool.h"
 #include "model/config.h"
+#include "model/source.h"
 #include "model/weights.h"
 #include "model_test_util.h"
 
@@ -101,9 +104,13 @@ TEST_CASE("config.json: n_inner is checked against 4 * n_embd without int overfl
 
 TEST_CASE("random:gpt2 has the real shapes, realistic scales, and is seeded") {
   // Speed is measured by gpt2 bench, not here (timed tests are flaky on shared machines).
-  HostModel m = load_model("random:gpt2");
+  const ModelSource src = ModelSource::parse("random:gpt2");
+  CHECK(src.kind() == ModelSource::Kind::random);
+  CHECK(src.tokenizer_dir().empty());  // the built-in GPT-2 vocabulary
+  CHECK(src.config().n_layer == 12);   // the preset, without generating weights
+  CHECK(src.config().n_embd == 768);
+  HostModel m = src.load();
   CHECK(m.name == "random:gpt2");
-  CHECK(m.dir.empty());
   CHECK(m.source_dtype == "fp32");
   CHECK(m.config.n_layer == 12);
   REQUIRE(m.weights.h.size() == 12);
@@ -142,7 +149,11 @@ TEST_CASE("random:gpt2 has the real shapes, realistic scales, and is seeded") {
 TEST_CASE("random models are seeded: same seed, same values; another seed, other values") {
   Config c;
   c.n_vocab = 1000, c.n_ctx = 32, c.n_embd = 64, c.n_head = 4, c.n_layer = 2;
-  HostModel a = random_model(c, 7), b = random_model(c, 7), other = random_model(c, 8);
+  ThreadPool one(1), three(3);
+  // The same values whatever the thread count: chunks are seeded by position, not by thread.
+  HostModel a = random_model(c, 7, one), b = random_model(c, 7, three), other = random_model(c, 8, three);
+  CHECK(a.storage_floats == b.storage_floats);
+  CHECK(std::memcmp(a.storage.get(), b.storage.get(), a.storage_floats * sizeof(float)) == 0);
   CHECK(std::memcmp(a.weights.wte.data, b.weights.wte.data, a.weights.wte.bytes()) == 0);
   CHECK(std::memcmp(a.weights.h[1].mlp_proj_w.data, b.weights.h[1].mlp_proj_w.data, a.weights.h[1].mlp_proj_w.bytes()) == 0);
   CHECK(std::memcmp(a.weights.wte.data, other.weights.wte.data, a.weights.wte.bytes()) != 0);
@@ -155,4 +166,7 @@ TEST_CASE("random: names every size and rejects others") {
   HostModel d = load_model("random:distilgpt2");
   CHECK(d.config.n_layer == 6);
   CHECK_THROWS_WITH(load_model("random:gpt3"), Catch::Contains("random:gpt3"));
+  // Refused when parsed, before anything is loaded, with the names that exist.
+  CHECK_THROWS_WITH(ModelSource::parse("random:gpt3"),
+                    Catch::Contains("random:gpt3") && Catch::Contains("random:gpt2-medium"));
 }

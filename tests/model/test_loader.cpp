@@ -16,7 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/log.h"
 #include "model/safetensors.h"
+#include "model/source.h"
 #include "model/weights.h"
 #include "model_test_util.h"
 
@@ -105,7 +107,7 @@ bool same_weights(const HostModel& a, const HostModel& b) {
   return true;
 }
 
-// Runs load_model and returns what it wrote to stderr.
+// Runs load_model with the default log sink and returns what it wrote to stderr.
 std::string load_capturing_stderr(const std::string& dir, HostModel* out) {
   std::ostringstream captured;
   std::streambuf* old = std::cerr.rdbuf(captured.rdbuf());
@@ -129,15 +131,31 @@ TEST_CASE("every variant parses to the same weights") {
   CHECK(f32.config.n_ctx == 64);
   CHECK(f32.config.n_vocab == 500);
   CHECK(f32.source_dtype == "fp32");
-  CHECK(f32.dir == kModels + "f32");
   CHECK(f32.name == kModels + "f32");
+  // The source names the directory the tokenizer files would come from, and reads the config
+  // alone (no weights) with the same values.
+  const ModelSource src = ModelSource::parse(kModels + "f32");
+  CHECK(src.kind() == ModelSource::Kind::hf_directory);
+  CHECK(src.spec() == kModels + "f32");
+  CHECK(src.tokenizer_dir() == kModels + "f32");
+  const Config c = src.config();
+  CHECK(c.n_embd == f32.config.n_embd);
+  CHECK(c.n_head == f32.config.n_head);
+  CHECK(c.n_layer == f32.config.n_layer);
+  CHECK(c.n_ctx == f32.config.n_ctx);
+  CHECK(c.n_vocab == f32.config.n_vocab);
+  CHECK(c.layer_norm_epsilon == f32.config.layer_norm_epsilon);
+  CHECK(same_weights(src.load(1), f32));  // any thread count converts to the same bits
   CHECK(f32.weights.lm_head.data == f32.weights.wte.data);  // no lm_head.weight: tied
   CHECK(f32.storage_floats < parameter_count(f32.config) + 16 * 60);
 
   SECTION("transformer. prefix, mask buffers, lm_head equal to wte") {
     HostModel m;
-    const std::string err = load_capturing_stderr(kModels + "prefixed", &m);
-    CHECK(err.empty());  // mask buffers are known, not "unknown tensors"
+    {
+      LogCapture log;
+      m = load_model(kModels + "prefixed");
+      CHECK(log.lines.empty());  // mask buffers are known, not "unknown tensors"
+    }
     CHECK(same_weights(m, f32));
     CHECK(m.weights.lm_head.data == m.weights.wte.data);  // identical bytes: tied, no second copy
     CHECK(m.storage_floats == f32.storage_floats);
@@ -332,7 +350,7 @@ TEST_CASE("mask buffers are skipped by exact name, never by substring") {
   CHECK_THROWS_WITH(load_model(copy.dir.path), Catch::Contains("'h.1.attn.c_attn.bias' is missing"));
 }
 
-TEST_CASE("unknown tensors: one warning line on stderr, the model still loads") {
+TEST_CASE("unknown tensors: one warning line through the log (stderr by default), the model still loads") {
   ModelCopy copy("f32");
   StParts st = read_st(copy.st());
   for (const char* name : {"h.0.attn.rotary_emb", "score.weight"}) {
@@ -341,14 +359,25 @@ TEST_CASE("unknown tensors: one warning line on stderr, the model still loads") 
   }
   write_st(copy.st(), st);
   HostModel m;
+  std::string line;
+  {
+    LogCapture log;
+    m = load_model(copy.dir.path);
+    REQUIRE(log.lines.size() == 1);
+    CHECK(log.lines[0].first == LogLevel::warning);
+    line = log.lines[0].second;
+  }
+  INFO(line);
+  CHECK(line.find(copy.st()) != std::string::npos);
+  CHECK(line.find("2 unknown tensors") != std::string::npos);
+  CHECK(line.find("'h.0.attn.rotary_emb'") != std::string::npos);
+  CHECK(line.find("'score.weight'") != std::string::npos);
+  CHECK(line.find('\n') == std::string::npos);
+  CHECK(m.config.n_layer == 3);
+
+  // The default sink writes it to stderr as one line.
   const std::string err = load_capturing_stderr(copy.dir.path, &m);
-  INFO(err);
-  CHECK(err.rfind("warning: ", 0) == 0);
-  CHECK(err.find(copy.st()) != std::string::npos);
-  CHECK(err.find("2 unknown tensors") != std::string::npos);
-  CHECK(err.find("'h.0.attn.rotary_emb'") != std::string::npos);
-  CHECK(err.find("'score.weight'") != std::string::npos);
-  CHECK(std::count(err.begin(), err.end(), '\n') == 1);
+  CHECK(err == "warning: " + line + "\n");
   CHECK(m.config.n_layer == 3);
 }
 
@@ -546,23 +575,18 @@ TEST_CASE("corrupted headers and truncations never crash: each load succeeds or 
       bytes.resize(next() % bytes.size());
     }
     write_text(copy.st(), bytes);
-    std::ostringstream ignored;  // some edits rename a tensor: the unknown-tensor warning goes here
-    std::streambuf* old = std::cerr.rdbuf(ignored.rdbuf());
+    LogCapture ignored;  // some edits rename a tensor: the unknown-tensor warning goes here
     try {
       HostModel m = load_model(copy.dir.path);
       ++loaded;
     } catch (const Error& e) {
       ++rejected;
       const std::string msg = e.what();
-      if (msg.find('\n') != std::string::npos || msg.find(copy.st()) == std::string::npos) {
-        std::cerr.rdbuf(old);
+      if (msg.find('\n') != std::string::npos || msg.find(copy.st()) == std::string::npos)
         FAIL("trial " << trial << ": unhelpful message: " << msg);
-      }
     } catch (...) {
-      std::cerr.rdbuf(old);
       FAIL("trial " << trial << ": load_model threw something other than gpt2::Error");
     }
-    std::cerr.rdbuf(old);
   }
   CHECK(loaded + rejected == 350);
   CHECK(rejected > 200);  // most edits break the header; a few (a digit inside the metadata) do not

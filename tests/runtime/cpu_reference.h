@@ -1,6 +1,6 @@
 // Plain double-precision reference of GPT-2's ops and forward pass, written straight from the
 // math (llm.c train_gpt2.c style), for checking the CPU backend. Also a tiny seeded random
-// HostModel with awkward sizes.
+// HostModel with awkward sizes, and GPT-2 on the CPU backend for a copy of it.
 #pragma once
 
 #include <cmath>
@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/gpt2.h"
 #include "model/weights.h"
+#include "runtime/cpu/cpu_backend.h"
 
 namespace gpt2::test {
 
@@ -145,41 +147,32 @@ inline HostModel tiny_model(const Config& cfg, uint64_t seed) {
   return m;
 }
 
-// A copy that owns its own storage (Gpt2 consumes its HostModel).
+// A copy that owns its own storage (Gpt2 consumes its HostModel): every tensor of the weight
+// table moved to the same offset in the copy.
 inline HostModel clone(const HostModel& m) {
   HostModel c;
   c.config = m.config;
   c.name = m.name;
+  c.source_dtype = m.source_dtype;
   c.storage_floats = m.storage_floats;
   c.storage.reset(new float[m.storage_floats]);
   std::memcpy(c.storage.get(), m.storage.get(), m.storage_floats * sizeof(float));
-  auto move = [&](Tensor t) {
-    if (t.data) t.data = c.storage.get() + (t.f32() - m.storage.get());
-    return t;
-  };
-  ModelWeights& w = c.weights;
-  w.wte = move(m.weights.wte);
-  w.wpe = move(m.weights.wpe);
-  for (const LayerWeights& s : m.weights.h) {
-    LayerWeights d;
-    d.ln_1_g = move(s.ln_1_g);
-    d.ln_1_b = move(s.ln_1_b);
-    d.attn_qkv_w = move(s.attn_qkv_w);
-    d.attn_qkv_b = move(s.attn_qkv_b);
-    d.attn_proj_w = move(s.attn_proj_w);
-    d.attn_proj_b = move(s.attn_proj_b);
-    d.ln_2_g = move(s.ln_2_g);
-    d.ln_2_b = move(s.ln_2_b);
-    d.mlp_fc_w = move(s.mlp_fc_w);
-    d.mlp_fc_b = move(s.mlp_fc_b);
-    d.mlp_proj_w = move(s.mlp_proj_w);
-    d.mlp_proj_b = move(s.mlp_proj_b);
-    w.h.push_back(d);
-  }
-  w.ln_f_g = move(m.weights.ln_f_g);
-  w.ln_f_b = move(m.weights.ln_f_b);
-  w.lm_head = move(m.weights.lm_head);
+  const bool tied = m.tied_head();
+  c.weights = m.weights;  // views into m's storage until moved below
+  for (const WeightEntry& e : weight_table(c.config, c.weights, tied))
+    e.tensor->data = c.storage.get() + (e.tensor->f32() - m.storage.get());
+  if (tied) c.weights.lm_head = c.weights.wte;
   return c;
+}
+
+// GPT-2 on a CPU backend of `threads` threads with `dtype` weights, for a copy of `host`.
+inline Gpt2 cpu_model(const HostModel& host, DType dtype, const RunLimits& limits, int threads = 2) {
+  BackendOptions opt;
+  opt.device = Device::cpu;
+  opt.threads = threads;
+  opt.auto_dtype = false;
+  opt.weight_dtype = dtype;
+  return Gpt2(clone(host), make_cpu_backend(opt), limits);
 }
 
 }  // namespace gpt2::test

@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
+#include "common/thread_pool.h"
 #include "runtime/cpu/cpu_backend.h"
 #include "runtime/cpu/cpu_kernels.h"
 #include "runtime/cpu_reference.h"
@@ -70,13 +72,19 @@ std::vector<cpu::Isa> available_isas() {
   return v;
 }
 
+// Packing on one thread (pack_matrix writes each panel from one task: any pool gives the same bits).
+ThreadPool& one_thread() {
+  static ThreadPool pool(1);
+  return pool;
+}
+
 // Runs one linear through a kernel table directly (single task covering every panel).
 std::vector<float> run_linear(const cpu::KernelTable& k, std::vector<float>& in, int64_t N, int64_t I,
                               std::vector<float>& w, int64_t O, const float* bias, Epilogue e, DType dtype) {
   std::vector<char> data(cpu::packed_bytes(dtype, O, I) + 64);
   std::vector<float> scales(cpu::packed_scale_bytes(dtype, O, I, 64) / sizeof(float) + 16);
   cpu::LinearArgs a;
-  a.w = cpu::pack_matrix(view(w, O, I), dtype, 64, data.data(), scales.data(), 1);
+  a.w = cpu::pack_matrix(view(w, O, I), dtype, 64, data.data(), scales.data(), one_thread());
   std::vector<float> out(static_cast<size_t>(N * O), -12345.0f);
   a.out = out.data();
   a.ldo = O;
@@ -186,7 +194,8 @@ TEST_CASE("int8 packing round-trips and keeps exact small values", "[cpu][pack]"
     for (int64_t g = 0; g < I; g += 64) w[o * I + g] = 127.0f;
   std::vector<char> data(cpu::packed_bytes(DType::i8, O, I));
   std::vector<float> scales(cpu::packed_scale_bytes(DType::i8, O, I, 64) / sizeof(float));
-  Tensor packed = cpu::pack_matrix(view(w, O, I), DType::i8, 64, data.data(), scales.data(), 2);
+  ThreadPool pool(2);
+  Tensor packed = cpu::pack_matrix(view(w, O, I), DType::i8, 64, data.data(), scales.data(), pool);
   std::vector<float> row(I);
   for (int64_t o = 0; o < O; ++o) {
     cpu::unpack_row(row.data(), packed, o);
@@ -249,7 +258,22 @@ TEST_CASE("attention kernel matches the reference softmax", "[cpu][attention]") 
   }
 }
 
-TEST_CASE("backend linear accepts a caller's row-major matrix and is thread-count invariant", "[cpu][linear]") {
+namespace {
+
+// Uploads host tensors to a bare backend in one weight reservation (as Gpt2 does), in order.
+std::vector<Tensor> upload_all(Backend& be, const std::vector<std::pair<Tensor, WeightUse>>& host) {
+  size_t bytes = 0;
+  for (const auto& [t, use] : host) bytes += be.upload_bytes(t.rows, t.cols, use);
+  be.reserve_weights(bytes);
+  std::vector<Tensor> out;
+  for (const auto& [t, use] : host) out.push_back(be.upload(t, use));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("backend linear: a caller's row-major matrix and an uploaded one agree, for any thread count",
+          "[cpu][linear]") {
   const int64_t N = 65, O = 123, I = 77;
   auto in = random_vector(N * I, 51);
   auto w = random_vector(O * I, 52, 0.2f);
@@ -258,32 +282,53 @@ TEST_CASE("backend linear accepts a caller's row-major matrix and is thread-coun
   auto scale = dot_scale(in, N, I, w, O, bias.data());
   std::vector<std::vector<float>> results;
   for (int threads : {1, 2, 3}) {
+    INFO("threads " << threads);
     BackendOptions opt;
     opt.device = Device::cpu;
     opt.threads = threads;
     auto be = make_cpu_backend(opt);
+    const std::vector<Tensor> up = upload_all(*be, {{view(w, O, I), WeightUse::matrix}, {view(bias, 1, O), WeightUse::vector}});
     Tensor out = be->alloc(N, O);
     Tensor x = be->alloc(N, I);
     std::copy(in.begin(), in.end(), x.f32());
-    be->linear(out, x, view(w, O, I), view(bias, 1, O), Epilogue::gelu);
+    be->linear(out, x, view(w, O, I), view(bias, 1, O), Epilogue::gelu);  // packed into a temporary
     std::vector<float> got(N * O);
     be->read(got.data(), out);
     CHECK(worst_error(got, want, 1e-6, 4e-6, scale) <= 1.0);
     results.push_back(got);
+    be->linear(out, x, up[0], up[1], Epilogue::gelu);  // the backend's own packed weights
+    std::vector<float> resident(N * O);
+    be->read(resident.data(), out);
+    CHECK(resident == got);
   }
   CHECK(results[0] == results[1]);
   CHECK(results[0] == results[2]);
 }
 
-TEST_CASE("the CPU backend describes itself and rejects fp16", "[cpu]") {
+TEST_CASE("the CPU backend describes itself, takes an ISA limit and rejects fp16", "[cpu]") {
   BackendOptions opt;
   opt.threads = 2;
   auto be = make_cpu_backend(opt);
   CHECK(be->name() == "cpu");
   CHECK(be->weight_dtype() == DType::f32);
+  CHECK(be->peak_device_bytes() == -1);
   const std::string d = be->describe();
   CHECK(d.rfind("cpu (2 threads, ", 0) == 0);
-  CHECK(d.find(cpu::isa_name(cpu::best_kernels().isa)) != std::string::npos);
+  CHECK(d.find(cpu::isa_name(cpu::best_kernels("").isa)) != std::string::npos);
+
+  // cpu_isa caps the kernels: generic always runs; avx2 gives AVX2 where the CPU has it.
+  opt.cpu_isa = "generic";
+  CHECK(make_cpu_backend(opt)->describe() == "cpu (2 threads, generic)");
+  CHECK(cpu::best_kernels("generic").isa == cpu::Isa::generic);
+  opt.cpu_isa = "avx2";
+  const cpu::Isa avx2 = cpu::kernels_for(cpu::Isa::avx2) ? cpu::Isa::avx2 : cpu::Isa::generic;
+  CHECK(cpu::best_kernels("avx2").isa == avx2);
+  CHECK(make_cpu_backend(opt)->describe() == std::string("cpu (2 threads, ") + cpu::isa_name(avx2) + ")");
+  CHECK(cpu::best_kernels("avx512").isa == cpu::best_kernels("").isa);
+  opt.cpu_isa = "sse9";
+  CHECK_THROWS_AS(make_cpu_backend(opt), UsageError);
+  CHECK_THROWS_WITH(cpu::best_kernels("sse9"), Catch::Contains("--cpu-isa") && Catch::Contains("'sse9'"));
+  opt.cpu_isa.clear();
 
   opt.auto_dtype = false;
   opt.weight_dtype = DType::f16;
@@ -297,36 +342,23 @@ TEST_CASE("the CPU backend describes itself and rejects fp16", "[cpu]") {
   CHECK(make_cpu_backend(opt)->weight_dtype() == DType::i8);
 }
 
-TEST_CASE("set_step refuses token ids outside the vocabulary", "[cpu][ops]") {
-  const Config cfg = test::tiny_config();
-  const HostModel host = test::tiny_model(cfg, 9);
-  BackendOptions opt;
-  opt.threads = 1;
-  auto be = make_cpu_backend(opt);
-  be->load(cfg, host.weights, 1);
-  for (int32_t bad : {-1, static_cast<int32_t>(cfg.n_vocab)}) {
-    const std::vector<int32_t> tokens = {0, bad};
-    CHECK_THROWS_WITH(be->set_step(tokens.data(), StepShape{1, 2, 0}),
-                      "internal: token id " + std::to_string(bad) + " outside the vocabulary");
-  }
-  const std::vector<int32_t> last = {0, static_cast<int32_t>(cfg.n_vocab - 1)};
-  CHECK_NOTHROW(be->set_step(last.data(), StepShape{1, 2, 0}));
-}
-
 TEST_CASE("backend layernorm, add_layernorm and attention match the reference for N = 1..65", "[cpu][ops]") {
   Config cfg = test::tiny_config();  // n_embd 40, 4 heads of head_dim 10
   cfg.n_ctx = 80;
   const HostModel host = test::tiny_model(cfg, 9);
-  const int64_t C = cfg.n_embd;
+  const int64_t C = cfg.n_embd, H = cfg.n_head;
+  const float eps = cfg.layer_norm_epsilon;
   BackendOptions opt;
   opt.threads = 2;
   auto be = make_cpu_backend(opt);
-  be->load(cfg, host.weights, 1);
-  const Tensor g = be->weights().h[0].ln_1_g, b = be->weights().h[0].ln_1_b;
+  const std::vector<Tensor> up = upload_all(*be, {{host.weights.h[0].ln_1_g, WeightUse::vector},
+                                                  {host.weights.h[0].ln_1_b, WeightUse::vector},
+                                                  {host.weights.h[0].attn_qkv_b, WeightUse::vector}});
+  const Tensor g = up[0], b = up[1], qkv_bias = up[2];
+  be->reserve_batch(65, 2);
+  KvCache kv = be->alloc_kv(1, 2, cfg.n_ctx, cfg.n_head, cfg.head_dim());
   for (int64_t N : {1, 7, 63, 64, 65}) {
     INFO("N " << N);
-    std::vector<int32_t> tokens(N, 1);
-    be->set_step(tokens.data(), StepShape{1, static_cast<int>(N), 0});
     auto xv = random_vector(N * C, 60 + N, 2.0f);
     auto dv = random_vector(N * C, 70 + N, 0.5f);
     Tensor x = be->alloc(N, C), d = be->alloc(N, C), out = be->alloc(N, C);
@@ -334,13 +366,13 @@ TEST_CASE("backend layernorm, add_layernorm and attention match the reference fo
     std::copy(dv.begin(), dv.end(), d.f32());
     std::vector<double> scale(N * C, 4.0);
 
-    be->layernorm(out, x, g, b);
+    be->layernorm(out, x, g, b, eps);
     std::vector<float> got(N * C);
     be->read(got.data(), out);
-    auto want = test::ref_layernorm(to_double(xv), N, C, g.f32(), b.f32(), cfg.layer_norm_epsilon);
+    auto want = test::ref_layernorm(to_double(xv), N, C, g.f32(), b.f32(), eps);
     CHECK(worst_error(got, want, 1e-6, 2e-6, scale) <= 1.0);
 
-    be->add_layernorm(x, d, out, g, b);
+    be->add_layernorm(x, d, out, g, b, eps);
     std::vector<float> residual(N * C);
     be->read(residual.data(), x);
     be->read(got.data(), out);
@@ -349,15 +381,49 @@ TEST_CASE("backend layernorm, add_layernorm and attention match the reference fo
       REQUIRE(residual[i] == xv[i] + dv[i]);  // the residual add is one fp32 add
       sum[i] = residual[i];
     }
-    want = test::ref_layernorm(sum, N, C, g.f32(), b.f32(), cfg.layer_norm_epsilon);
+    want = test::ref_layernorm(sum, N, C, g.f32(), b.f32(), eps);
     CHECK(worst_error(got, want, 1e-6, 2e-6, scale) <= 1.0);
 
+    // One sequence of N tokens from position 0 of slot 0, no bias.
+    const std::vector<int32_t> tokens(static_cast<size_t>(N), 1);
     auto qkv = random_vector(N * 3 * C, 80 + N);
     Tensor tq = be->alloc(N, 3 * C), att = be->alloc(N, C);
     std::copy(qkv.begin(), qkv.end(), tq.f32());
-    be->attention(att, tq, 0);
+    Batch one;
+    one.add(0, 0, tokens.data(), static_cast<int>(N), Logits::none);
+    be->run_step(one, StepKey::of(one, kv, false), [&] { be->attention(att, tq, Tensor{}, kv.layer(0), one); });
     be->read(got.data(), att);
-    want = test::ref_attention(to_double(qkv), N, C, cfg.n_head);
+    want = test::ref_attention(to_double(qkv), N, C, H);
     CHECK(worst_error(got, want, 2e-6, 2e-6, scale) <= 1.0);
+    std::vector<float> unchanged(N * 3 * C);
+    be->read(unchanged.data(), tq);
+    CHECK(unchanged == qkv);  // no bias: qkv is left as it was
+
+    // The same rows as two sequences packed side by side (slot 1 first, then slot 0), with
+    // c_attn's bias fused in: each attends to its own rows only, and qkv holds q | k | v + bias.
+    const int64_t n1 = N / 2 + 1, n0 = N - n1;
+    std::copy(qkv.begin(), qkv.end(), tq.f32());
+    Batch two;
+    two.add(1, 0, tokens.data(), static_cast<int>(n1), Logits::none);
+    if (n0 > 0) two.add(0, 0, tokens.data(), static_cast<int>(n0), Logits::none);
+    be->run_step(two, StepKey::of(two, kv, false), [&] { be->attention(att, tq, qkv_bias, kv.layer(0), two); });
+    be->read(got.data(), att);
+    std::vector<float> biased(N * 3 * C);
+    be->read(biased.data(), tq);
+    std::vector<double> with_bias(N * 3 * C);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < 3 * C; ++c) {
+        const int64_t i = n * 3 * C + c;
+        REQUIRE(biased[i] == qkv[i] + qkv_bias.f32()[c]);  // one fp32 add
+        with_bias[i] = biased[i];
+      }
+    for (auto [first, n] : {std::pair<int64_t, int64_t>{0, n1}, {n1, n0}}) {
+      if (n == 0) continue;
+      INFO("sequence of " << n << " rows from row " << first);
+      const std::vector<double> rows(with_bias.begin() + first * 3 * C, with_bias.begin() + (first + n) * 3 * C);
+      want = test::ref_attention(rows, n, C, H);
+      const std::vector<float> part(got.begin() + first * C, got.begin() + (first + n) * C);
+      CHECK(worst_error(part, want, 2e-6, 2e-6, std::vector<double>(n * C, 4.0)) <= 1.0);
+    }
   }
 }

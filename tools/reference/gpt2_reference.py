@@ -197,6 +197,77 @@ def forward_functional(config, w, ids):
     return F.linear(x, w.get("lm_head.weight", w["wte.weight"]))
 
 
+# ---- inside the model: what `gpt2 attention`, `lens` and `drift` show -----------------------------
+
+def forward_inside(config, w, ids):
+    """forward() again, keeping what the inspection tools show:
+        residual[l]  [T, C]     the stream entering block l (l = 0: wte + wpe); residual[n_layer]
+                                the stream after the last block, before ln_f
+        attention[l] [H, T, T]  softmax(q k^T / sqrt(D) + causal mask) of every head of layer l
+        lens[l]      [T, V]     ln_f and the LM head applied to residual[l] (the logit lens;
+                                lens[n_layer] is forward()'s logits)
+    Written out again rather than hooked into forward() so that forward() stays the plain oracle;
+    make_fixtures.py checks that lens[n_layer] equals forward()."""
+    C = config["n_embd"]
+    H = config["n_head"]
+    D = C // H
+    eps = config.get("layer_norm_epsilon", 1e-5)
+    T = len(ids)
+    t_ids = torch.tensor(ids, dtype=torch.long)
+    x = w["wte.weight"][t_ids] + w["wpe.weight"][:T]
+    mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    head = w.get("lm_head.weight", w["wte.weight"])
+    residual, attention = [x.clone()], []
+    for l in range(config["n_layer"]):
+        p = f"h.{l}."
+        h = layer_norm(x, w[p + "ln_1.weight"], w[p + "ln_1.bias"], eps)
+        qkv = h @ w[p + "attn.c_attn.weight"] + w[p + "attn.c_attn.bias"]
+        q, k, v = qkv.split(C, dim=-1)
+        q = q.view(T, H, D).transpose(0, 1)
+        k = k.view(T, H, D).transpose(0, 1)
+        v = v.view(T, H, D).transpose(0, 1)
+        scores = (q @ k.transpose(-1, -2) / math.sqrt(D)).masked_fill(~mask, float("-inf"))
+        att = torch.softmax(scores, dim=-1)  # [H, T, T]
+        attention.append(att)
+        a = (att @ v).transpose(0, 1).reshape(T, C)
+        x = x + a @ w[p + "attn.c_proj.weight"] + w[p + "attn.c_proj.bias"]
+        h = layer_norm(x, w[p + "ln_2.weight"], w[p + "ln_2.bias"], eps)
+        x = x + gelu_new(h @ w[p + "mlp.c_fc.weight"] + w[p + "mlp.c_fc.bias"]) @ w[p + "mlp.c_proj.weight"] + \
+            w[p + "mlp.c_proj.bias"]
+        residual.append(x.clone())
+    lens = [layer_norm(r, w["ln_f.weight"], w["ln_f.bias"], eps) @ head.T for r in residual]
+    return {"residual": residual, "attention": attention, "lens": lens}
+
+
+def token_rank(logits, target):
+    """Rank (1 = most likely) of `target` in a row of logits: larger first, equal values by the
+    smaller id, as the engine orders candidates (src/common/order.h)."""
+    v = logits[target]
+    ids = torch.arange(logits.shape[0])
+    return 1 + int(((logits > v) | ((logits == v) & (ids < target))).sum())
+
+
+def head_pattern_scores(att, ids):
+    """TransformerLens's head detector (detect_head, error_measure "mul", nothing excluded) for one
+    head's weights [T, T]: the fraction of the attention mass on the previous-token, duplicate-token
+    and induction patterns, and (not in TransformerLens) on the first token."""
+    T = len(ids)
+    tok = torch.tensor(ids)
+    prev = torch.zeros(T, T, dtype=att.dtype)
+    prev[1:, :-1] = torch.eye(T - 1, dtype=att.dtype)
+    dup = (tok[:, None] == tok[None, :]).to(att.dtype)
+    dup.fill_diagonal_(0)
+    dup = torch.tril(dup)
+    ind = torch.zeros(T, T, dtype=att.dtype)
+    ind[:, 1:] = dup[:, :-1]  # the duplicate pattern shifted one key to the right
+    ind = torch.tril(ind)
+    first = torch.zeros(T, T, dtype=att.dtype)
+    first[:, 0] = 1
+    total = att.sum()
+    return {name: float((att * pat).sum() / total)
+            for name, pat in (("previous_token", prev), ("duplicate_token", dup), ("induction", ind), ("first_token", first))}
+
+
 def main():
     """Reference outputs for any Hugging Face GPT-2 directory (e.g. real gpt2 weights from
     scripts/download-model.sh), to compare with `gpt2 score --json` by hand:

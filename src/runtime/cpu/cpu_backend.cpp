@@ -4,9 +4,11 @@
 // Memory (RAII, allocated once in load()):
 //   weights: ONE allocation (huge pages on Linux). Linear weights (attn_qkv_w, attn_proj_w,
 //     mlp_fc_w, mlp_proj_w and the tied wte/lm_head [V, C]) are packed in panels of 16 outputs
-//     (cpu_kernels.h) in the weight dtype: fp32, bf16 (math in fp32), or int8 (weight-only,
-//     one fp32 scale per group of 64 inputs, quantized at load from the fp32 weights).
-//     wpe, LayerNorm gains and all biases stay fp32, row-major.
+//     (cpu_kernels.h) in the weight dtype: fp32, bf16 (math in fp32), int8 (weight-only, one fp32
+//     scale per group of 64 inputs) or int4 (groups of 32, Q4_0's quantization), quantized at load
+//     from fp32 weights. A quantized GGUF's own integers (Q4_0 as int4; Q8_0, Q5_0, Q6_K as int8)
+//     are packed as they are under --dtype int8/int4/auto (cpu::pack_plan), and dequantized
+//     for fp32/bf16. wpe, LayerNorm gains and all biases stay fp32, row-major.
 //   KV cache: k and v, each [max_batch, n_layer, n_head, n_ctx, head_dim] fp32 (head-major, so
 //     one head's keys are contiguous for the decode step's attention).
 //   activations: alloc() hands out zeroed, 64-byte-aligned [rows, cols] fp32 buffers.
@@ -36,13 +38,14 @@
 #endif
 
 #include "common/error.h"
+#include "common/log.h"
 #include "runtime/cpu/cpu_kernels.h"
-#include "runtime/cpu/thread_pool.h"
+#include "common/order.h"
+#include "common/thread_pool.h"
 
 namespace gpt2 {
 namespace {
 
-constexpr int32_t kInt8GroupSize = 64;
 constexpr size_t kHugePage = size_t{2} << 20;
 
 enum class Fill { zero, none };
@@ -143,16 +146,19 @@ size_t align64(size_t n) { return (n + 63) / 64 * 64; }
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(const BackendOptions& options) : kernels_(cpu::best_kernels()) {
+  explicit CpuBackend(const BackendOptions& options) : kernels_(cpu::best_kernels(options.cpu_isa)) {
     if (options.threads < 0) throw UsageError("--threads must be positive (or 0 for all cores)");
     n_threads_ = options.threads > 0 ? options.threads
                                      : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    pool_ = std::make_unique<cpu::ThreadPool>(n_threads_);
-    dtype_ = options.auto_dtype ? DType::f32 : options.weight_dtype;
+    pool_ = std::make_unique<ThreadPool>(n_threads_);
+    // auto: fp32, or the integer kernels when asked for (a quantized file: BackendOptions).
+    dtype_ = options.auto_dtype ? (options.weight_dtype == DType::i8 ? DType::i8 : DType::f32) : options.weight_dtype;
     if (dtype_ == DType::f16)
       throw UsageError("--dtype fp16 is for CUDA; use fp32, bf16 or int8 on the CPU");
-    if (dtype_ != DType::f32 && dtype_ != DType::bf16 && dtype_ != DType::i8)
-      throw UsageError(std::string("--dtype ") + dtype_name(dtype_) + " is not supported on the CPU; use fp32, bf16 or int8");
+    if (dtype_ != DType::f32 && dtype_ != DType::bf16 && dtype_ != DType::i8 && dtype_ != DType::i4)
+      throw UsageError(std::string("--dtype ") + dtype_name(dtype_) +
+                       " is not supported on the CPU; use fp32, bf16, int8 or int4");
+    verbose_ = options.verbose;
   }
 
   std::string name() const override { return "cpu"; }
@@ -162,11 +168,15 @@ class CpuBackend final : public Backend {
            cpu::isa_name(kernels_.isa) + ")";
   }
 
-  void load(const Config& config, const ModelWeights& host, int max_batch) override;
-  const ModelWeights& weights() const override { return weights_; }
-
-  Tensor alloc(int64_t rows, int64_t cols) override {
-    if (rows < 0 || cols < 0) throw Error("internal: negative activation shape");
+ protected:
+  size_t do_upload_bytes(int64_t rows, int64_t cols, WeightUse use) const override;
+  bool do_takes_host(DType dtype, WeightUse use) const override {
+    return dtype == DType::f32 || (packed(use) && (dtype == DType::i8 || dtype == DType::i4));
+  }
+  size_t do_upload_bytes_for(const Tensor& host, WeightUse use) const override;
+  void do_reserve_weights(size_t bytes) override;
+  Tensor do_upload(const Tensor& host, WeightUse use) override;
+  Tensor do_alloc(int64_t rows, int64_t cols) override {
     buffers_.emplace_back(static_cast<size_t>(rows * cols) * sizeof(float));
     Tensor t;
     t.data = buffers_.back().data();
@@ -174,140 +184,158 @@ class CpuBackend final : public Backend {
     t.cols = cols;
     return t;
   }
+  KvCache do_alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head, int head_dim) override;
+  void do_reserve_batch(int, int) override {}
+  void do_run_step(const Batch&, const StepKey&, const std::function<void()>& record) override { record(); }
 
-  void set_step(const int32_t* tokens, const StepShape& shape) override {
-    if (shape.batch < 1 || shape.n_tokens < 1 || shape.pos < 0 || shape.batch > max_batch_ ||
-        shape.pos + shape.n_tokens > config_.n_ctx)
-      throw Error("internal: step shape outside the loaded limits");
-    for (int i = 0; i < shape.rows(); ++i)
-      if (tokens[i] < 0 || tokens[i] >= config_.n_vocab)
-        throw Error("internal: token id " + std::to_string(tokens[i]) + " outside the vocabulary");
-    shape_ = shape;
-    tokens_.assign(tokens, tokens + shape.rows());
+  void do_embed(Tensor x, Tensor wte, Tensor wpe, const Batch& batch) override;
+  void do_layernorm(Tensor out, Tensor x, Tensor g, Tensor b, float eps) override;
+  void do_add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b, float eps) override;
+  void do_linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) override;
+  void do_attention(Tensor out, Tensor qkv, Tensor qkv_bias, const KvLayer& kv, const Batch& batch) override;
+  void do_gather_rows(Tensor out, Tensor in, const Batch& batch) override {
+    const size_t row_bytes = static_cast<size_t>(in.cols) * sizeof(float);
+    for (int r = 0; r < batch.n_logit_rows(); ++r)
+      std::memcpy(out.f32() + r * in.cols, in.f32() + static_cast<int64_t>(batch.logit_rows[r]) * in.cols, row_bytes);
   }
-  void run_step(const StepShape& shape, const std::function<void()>& record) override {
-    shape_ = shape;
-    record();
-  }
-
-  void embed(Tensor x) override;
-  void layernorm(Tensor out, Tensor x, Tensor g, Tensor b) override;
-  void add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b) override;
-  void linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) override;
-  void attention(Tensor out, Tensor qkv, int layer) override;
-  void take_last(Tensor out, Tensor in) override;
-  void read(float* dst, Tensor src) override {
+  void do_read(float* dst, Tensor src) override {
     std::memcpy(dst, src.data, static_cast<size_t>(src.numel()) * sizeof(float));
   }
-  void top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) override;
+  void do_top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) override;
 
  private:
+  static bool packed(WeightUse use) { return use == WeightUse::matrix || use == WeightUse::embedding; }
+
+  // The packed form of a host matrix, and a note (with -v) the first time each kind is packed.
+  cpu::PackPlan plan(const Tensor& host) const { return cpu::pack_plan(host, dtype_); }
+  void note_packing(const Tensor& host, const cpu::PackPlan& plan);
+
   const cpu::KernelTable& kernels_;
+  bool verbose_ = false;
+  std::vector<std::string> noted_;  // packings already noted
+  cpu::QuantizedRowsBuffer quantized_;  // a linear's input for the integer kernels
   int n_threads_ = 1;
-  std::unique_ptr<cpu::ThreadPool> pool_;
+  std::unique_ptr<ThreadPool> pool_;
   DType dtype_ = DType::f32;
-  Config config_;
-  int max_batch_ = 0;
   AlignedBuffer weight_storage_;
-  ModelWeights weights_;
-  AlignedBuffer k_cache_, v_cache_;  // [max_batch, n_layer, n_head, n_ctx, head_dim] each
+  size_t weight_used_ = 0;  // bytes of weight_storage_ handed out by upload()
   std::vector<AlignedBuffer> buffers_;
-  StepShape shape_;
-  std::vector<int32_t> tokens_;
   std::vector<float> scratch_;  // attention scores, one n_ctx row per thread
 };
 
-// ---- load -------------------------------------------------------------------------------------
+// ---- weights ------------------------------------------------------------------------------------
+// Matrices and embeddings ([out, in]: linear weights, wte and an untied LM head) are packed in
+// the weight dtype; tables (wpe, read row by row), biases and gains stay fp32 row-major.
 
-void CpuBackend::load(const Config& config, const ModelWeights& host, int max_batch) {
-  if (max_batch < 1) throw Error("internal: max_batch must be at least 1");
-  if (static_cast<int>(host.h.size()) != config.n_layer)
-    throw Error("internal: host weights have " + std::to_string(host.h.size()) + " blocks, config says " +
-                std::to_string(config.n_layer));
-  config_ = config;
-  max_batch_ = max_batch;
-  const bool tied = host.lm_head.data == host.wte.data;
+size_t CpuBackend::do_upload_bytes(int64_t rows, int64_t cols, WeightUse use) const {
+  if (!packed(use)) return align64(static_cast<size_t>(rows * cols) * sizeof(float));
+  Tensor host;  // an fp32 source of this shape
+  host.rows = rows;
+  host.cols = cols;
+  return do_upload_bytes_for(host, use);
+}
 
-  // Two passes over the same list of tensors: size them, then place and convert them. Linear
-  // weights and wte (also the tied LM head) are packed in the weight dtype; wpe (read row by
-  // row), biases and gains stay fp32 row-major.
-  weights_ = ModelWeights{};
-  const std::vector<WeightPair> slots = weight_pairs(weights_, host, /*with_lm_head=*/!tied);
-  auto packed = [](const WeightPair& p) {
-    return p.role != WeightRole::vector && p.role != WeightRole::position_embedding;
-  };
+size_t CpuBackend::do_upload_bytes_for(const Tensor& host, WeightUse use) const {
+  if (!packed(use)) return align64(static_cast<size_t>(host.rows * host.cols) * sizeof(float));
+  const cpu::PackPlan p = plan(host);
+  return align64(cpu::packed_bytes(p.dtype, host.rows, host.cols)) +
+         align64(cpu::packed_scale_bytes(p.dtype, host.rows, host.cols, p.group_size));
+}
 
-  size_t total = 0;
-  for (const WeightPair& s : slots) {
-    if (s.src->empty() || s.src->dtype != DType::f32)
-      throw Error("internal: host weights must be present and fp32");
-    if (packed(s)) {
-      total += align64(cpu::packed_bytes(dtype_, s.src->rows, s.src->cols));
-      total += align64(cpu::packed_scale_bytes(dtype_, s.src->rows, s.src->cols, kInt8GroupSize));
-    } else {
-      total += align64(s.src->bytes());
-    }
+void CpuBackend::do_reserve_weights(size_t bytes) {
+  if (weight_storage_.data()) throw Error("internal: CPU weights reserved twice");
+  weight_storage_ = AlignedBuffer(bytes, Fill::none);
+  weight_used_ = 0;
+}
+
+void CpuBackend::note_packing(const Tensor& host, const cpu::PackPlan& p) {
+  if (!verbose_) return;
+  const bool host_int = host.dtype == DType::i8 || host.dtype == DType::i4;
+  std::string line;
+  if (host_int && p.dtype == host.dtype)
+    line = std::string("cpu: ") + dtype_name(host.dtype) + " weights of the file (groups of " +
+           std::to_string(host.group_size) + ") run on the " + dtype_name(p.dtype) + " kernels as they are";
+  else if (host_int)
+    line = std::string("cpu: ") + dtype_name(host.dtype) + " weights of the file dequantized for the " +
+           dtype_name(p.dtype) + " kernels";
+  else if (p.dtype == DType::i8 || p.dtype == DType::i4)
+    line = std::string("cpu: ") + dtype_name(host.dtype) + " weights quantized to " + dtype_name(p.dtype) +
+           " (groups of " + std::to_string(p.group_size) + ")";
+  else if (p.dtype != host.dtype)
+    line = std::string("cpu: ") + dtype_name(host.dtype) + " weights converted to " + dtype_name(p.dtype);
+  else
+    return;
+  if (std::find(noted_.begin(), noted_.end(), line) != noted_.end()) return;
+  noted_.push_back(line);
+  log_note(line);
+}
+
+Tensor CpuBackend::do_upload(const Tensor& host, WeightUse use) {
+  const size_t bytes = do_upload_bytes_for(host, use);
+  if (!weight_storage_.data() || weight_used_ + bytes > weight_storage_.bytes())
+    throw Error("internal: CPU upload past the reserved weight memory");
+  char* at = static_cast<char*>(weight_storage_.data()) + weight_used_;
+  weight_used_ += bytes;
+  if (!packed(use)) {
+    std::memcpy(at, host.data, host.bytes());
+    Tensor t = host;
+    t.data = at;
+    return t;
   }
-  weight_storage_ = AlignedBuffer(total, Fill::none);
-  char* base = static_cast<char*>(weight_storage_.data());
-  size_t offset = 0;
-  for (const WeightPair& s : slots) {
-    if (packed(s)) {
-      void* data = base + offset;
-      offset += align64(cpu::packed_bytes(dtype_, s.src->rows, s.src->cols));
-      float* scales = reinterpret_cast<float*>(base + offset);
-      offset += align64(cpu::packed_scale_bytes(dtype_, s.src->rows, s.src->cols, kInt8GroupSize));
-      *s.dst = cpu::pack_matrix(*s.src, dtype_, kInt8GroupSize, data, scales, n_threads_);
-    } else {
-      std::memcpy(base + offset, s.src->data, s.src->bytes());
-      *s.dst = *s.src;
-      s.dst->data = base + offset;
-      offset += align64(s.src->bytes());
-    }
-  }
-  if (tied) weights_.lm_head = weights_.wte;
+  const cpu::PackPlan p = plan(host);
+  note_packing(host, p);
+  float* scales = reinterpret_cast<float*>(at + align64(cpu::packed_bytes(p.dtype, host.rows, host.cols)));
+  return cpu::pack_matrix(host, p.dtype, p.group_size, at, scales, *pool_);
+}
 
-  const size_t cache_floats =
-      static_cast<size_t>(max_batch) * config.n_layer * config.n_ctx * static_cast<size_t>(config.n_embd);
-  k_cache_ = AlignedBuffer(cache_floats * sizeof(float));
-  v_cache_ = AlignedBuffer(cache_floats * sizeof(float));
-  scratch_.assign(static_cast<size_t>(n_threads_) * config.n_ctx, 0.0f);
+KvCache CpuBackend::do_alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head, int head_dim) {
+  const size_t per_tensor = static_cast<size_t>(n_slots) * n_head * n_ctx * head_dim;  // floats
+  auto storage = std::make_shared<AlignedBuffer>(per_tensor * 2 * static_cast<size_t>(n_layer) * sizeof(float));
+  std::vector<KvLayer> layers(static_cast<size_t>(n_layer));
+  float* base = static_cast<float*>(storage->data());
+  for (int l = 0; l < n_layer; ++l) {
+    KvLayer& layer = layers[static_cast<size_t>(l)];
+    for (Tensor* t : {&layer.k, &layer.v}) {
+      t->data = base;
+      t->dtype = DType::f32;
+      t->rows = static_cast<int64_t>(n_slots) * n_head * n_ctx;
+      t->cols = head_dim;
+      base += per_tensor;
+    }
+    layer.n_slots = n_slots;
+    layer.n_head = n_head;
+    layer.n_ctx = n_ctx;
+    layer.head_dim = head_dim;
+  }
+  if (scratch_.size() < static_cast<size_t>(n_threads_) * n_ctx) scratch_.assign(static_cast<size_t>(n_threads_) * n_ctx, 0.0f);
+  return KvCache(std::move(layers), n_slots, n_ctx, std::move(storage));
 }
 
 // ---- ops ----------------------------------------------------------------------------------------
 
-void CpuBackend::embed(Tensor x) {
-  const int64_t C = config_.n_embd, N = shape_.rows();
-  if (x.rows < N || x.cols != C) throw Error("internal: embed output has the wrong shape");
-  const Tensor wte = weights_.wte;
-  const float* wpe = weights_.wpe.f32();
-  pool_->parallel_for(N, [&](int64_t begin, int64_t end, int) {
+void CpuBackend::do_embed(Tensor x, Tensor wte, Tensor wpe, const Batch& batch) {
+  const int64_t C = x.cols;
+  const float* pe = wpe.f32();
+  pool_->parallel_for(x.rows, [&](int64_t begin, int64_t end, int) {
     for (int64_t n = begin; n < end; ++n) {
       float* row = x.f32() + n * C;
-      cpu::unpack_row(row, wte, tokens_[static_cast<size_t>(n)]);
-      const float* p = wpe + (shape_.pos + n % shape_.n_tokens) * C;
+      cpu::unpack_row(row, wte, batch.tokens[static_cast<size_t>(n)]);
+      const float* p = pe + static_cast<int64_t>(batch.positions[static_cast<size_t>(n)]) * C;
       for (int64_t c = 0; c < C; ++c) row[c] += p[c];
     }
   });
 }
 
-void CpuBackend::layernorm(Tensor out, Tensor x, Tensor g, Tensor b) {
-  if (x.cols != g.cols || x.cols != b.cols || out.cols != x.cols || out.rows < x.rows)
-    throw Error("internal: layernorm shapes do not match");
+void CpuBackend::do_layernorm(Tensor out, Tensor x, Tensor g, Tensor b, float eps) {
   const int64_t C = x.cols;
-  const float eps = config_.layer_norm_epsilon;
   const auto ln = kernels_.layernorm_row;
   pool_->parallel_for(x.rows, [&](int64_t begin, int64_t end, int) {
     for (int64_t n = begin; n < end; ++n) ln(out.f32() + n * C, x.f32() + n * C, g.f32(), b.f32(), C, eps);
   });
 }
 
-void CpuBackend::add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b) {
-  if (residual.cols != delta.cols || delta.rows < residual.rows || residual.cols != g.cols ||
-      residual.cols != b.cols || out.cols != residual.cols || out.rows < residual.rows)
-    throw Error("internal: add_layernorm shapes do not match");
+void CpuBackend::do_add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor g, Tensor b, float eps) {
   const int64_t C = residual.cols;
-  const float eps = config_.layer_norm_epsilon;
   const auto ln = kernels_.layernorm_row;
   pool_->parallel_for(residual.rows, [&](int64_t begin, int64_t end, int) {
     for (int64_t n = begin; n < end; ++n) {
@@ -319,20 +347,17 @@ void CpuBackend::add_layernorm(Tensor residual, Tensor delta, Tensor out, Tensor
   });
 }
 
-void CpuBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) {
-  if (in.cols != w.cols || out.cols != w.rows || out.rows < in.rows || (!bias.empty() && bias.numel() != w.rows))
-    throw Error("internal: linear shapes do not match: in [" + std::to_string(in.rows) + ", " +
-                std::to_string(in.cols) + "], w [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) +
-                "], out [" + std::to_string(out.rows) + ", " + std::to_string(out.cols) + "]");
+void CpuBackend::do_linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue epilogue) {
   // The backend's own weights are packed already; any other matrix (a caller's row-major
   // tensor) is packed into a temporary first, so both give the same results.
   AlignedBuffer tmp, tmp_scales;
   if (!weight_storage_.contains(w.data)) {
-    const DType dt = w.dtype == DType::i8 ? DType::i8 : w.dtype == DType::bf16 ? DType::bf16 : DType::f32;
-    const int32_t group = w.dtype == DType::i8 ? w.group_size : kInt8GroupSize;
-    tmp = AlignedBuffer(cpu::packed_bytes(dt, w.rows, w.cols));
-    tmp_scales = AlignedBuffer(cpu::packed_scale_bytes(dt, w.rows, w.cols, group));
-    w = cpu::pack_matrix(w, dt, group, tmp.data(), static_cast<float*>(tmp_scales.data()), n_threads_);
+    const bool integer = w.dtype == DType::i8 || w.dtype == DType::i4;
+    const cpu::PackPlan p = integer ? cpu::PackPlan{w.dtype, w.group_size}
+                                    : cpu::PackPlan{w.dtype == DType::bf16 ? DType::bf16 : DType::f32, 0};
+    tmp = AlignedBuffer(cpu::packed_bytes(p.dtype, w.rows, w.cols));
+    tmp_scales = AlignedBuffer(cpu::packed_scale_bytes(p.dtype, w.rows, w.cols, p.group_size));
+    w = cpu::pack_matrix(w, p.dtype, p.group_size, tmp.data(), static_cast<float*>(tmp_scales.data()), *pool_);
   }
   cpu::LinearArgs args;
   args.out = out.f32();
@@ -343,6 +368,12 @@ void CpuBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue e
   args.w = w;
   args.bias = bias.empty() ? nullptr : bias.f32();
   args.epilogue = epilogue;
+  // Integer weights: the input quantized once, here, for every task.
+  cpu::QuantizedRows quantized;
+  if (w.dtype == DType::i8 || w.dtype == DType::i4) {
+    quantized = cpu::quantize_rows(args.in, args.ldi, args.n_rows, w.cols, w.group_size, w.dtype == DType::i4, quantized_);
+    args.quantized = &quantized;
+  }
   const int64_t P = cpu::panel_count(w.rows);
   const int64_t per_task = kernels_.panels_per_task;
   const int64_t n_tasks = (P + per_task - 1) / per_task;
@@ -352,62 +383,55 @@ void CpuBackend::linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogue e
   });
 }
 
-void CpuBackend::attention(Tensor out, Tensor qkv, int layer) {
-  const int64_t C = config_.n_embd, H = config_.n_head, hd = C / H;
-  const int64_t B = shape_.batch, T = shape_.n_tokens, pos = shape_.pos, n_ctx = config_.n_ctx;
-  if (qkv.rows < B * T || qkv.cols != 3 * C || out.cols != C || layer < 0 || layer >= config_.n_layer)
-    throw Error("internal: attention shapes do not match");
-  float* kc = static_cast<float*>(k_cache_.data());
-  float* vc = static_cast<float*>(v_cache_.data());
+// Two passes over the batch's rows: first each row's q | k | v gets the bias and its k, v go to
+// the row's slot at its position (every key of the step is in the cache before any query
+// reads), then each (row, head) query attends to positions [0, position] of its slot.
+void CpuBackend::do_attention(Tensor out, Tensor qkv, Tensor qkv_bias, const KvLayer& kv, const Batch& batch) {
+  const int64_t H = kv.n_head, hd = kv.head_dim, C = H * hd, n_ctx = kv.n_ctx;
+  if (static_cast<size_t>(n_ctx) * n_threads_ > scratch_.size())
+    throw Error("internal: CPU attention: the KV cache was not made by this backend");
+  float* kc = kv.k.f32();
+  float* vc = kv.v.f32();
   // Head-major cache: the keys (values) one head attends over are one contiguous stream.
-  auto cache_at = [&](float* cache, int64_t b, int64_t h, int64_t p) {
-    return cache + (((b * config_.n_layer + layer) * H + h) * n_ctx + p) * hd;
+  auto cache_at = [&](float* cache, int64_t slot, int64_t h, int64_t p) {
+    return cache + ((slot * H + h) * n_ctx + p) * hd;
   };
-  // Append this step's k, v at positions [pos, pos + T) of each sequence.
-  pool_->parallel_for(B * T, [&](int64_t begin, int64_t end, int) {
+  const float* bias = qkv_bias.empty() ? nullptr : qkv_bias.f32();
+  pool_->parallel_for(qkv.rows, [&](int64_t begin, int64_t end, int) {
     for (int64_t n = begin; n < end; ++n) {
-      const int64_t b = n / T, t = n % T;
-      const float* row = qkv.f32() + n * 3 * C;
+      float* row = qkv.f32() + n * 3 * C;
+      if (bias)
+        for (int64_t c = 0; c < 3 * C; ++c) row[c] += bias[c];
+      const int64_t slot = batch.row_slots[static_cast<size_t>(n)], p = batch.positions[static_cast<size_t>(n)];
       for (int64_t h = 0; h < H; ++h) {
-        std::memcpy(cache_at(kc, b, h, pos + t), row + C + h * hd, hd * sizeof(float));
-        std::memcpy(cache_at(vc, b, h, pos + t), row + 2 * C + h * hd, hd * sizeof(float));
+        std::memcpy(cache_at(kc, slot, h, p), row + C + h * hd, hd * sizeof(float));
+        std::memcpy(cache_at(vc, slot, h, p), row + 2 * C + h * hd, hd * sizeof(float));
       }
     }
   });
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const auto query = kernels_.attention_query;
-  const int64_t n_tasks = B * H * T;
-  pool_->parallel_for(n_tasks, [&](int64_t begin, int64_t end, int thread) {
+  pool_->parallel_for(qkv.rows * H, [&](int64_t begin, int64_t end, int thread) {
     float* scores = scratch_.data() + static_cast<size_t>(thread) * n_ctx;
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / (H * T), h = (task / T) % H, t = task % T;
-      const int64_t n = b * T + t;
-      query(out.f32() + n * C + h * hd, qkv.f32() + n * 3 * C + h * hd, cache_at(kc, b, h, 0), cache_at(vc, b, h, 0),
-            hd, pos + t + 1, hd, scale, scores);
+      const int64_t n = task / H, h = task % H;
+      const int64_t slot = batch.row_slots[static_cast<size_t>(n)], p = batch.positions[static_cast<size_t>(n)];
+      query(out.f32() + n * C + h * hd, qkv.f32() + n * 3 * C + h * hd, cache_at(kc, slot, h, 0),
+            cache_at(vc, slot, h, 0), hd, p + 1, hd, scale, scores);
     }
   });
-}
-
-void CpuBackend::take_last(Tensor out, Tensor in) {
-  const int64_t B = shape_.batch, T = shape_.n_tokens, C = in.cols;
-  if (out.cols != C || out.rows < B || in.rows < B * T) throw Error("internal: take_last shapes do not match");
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(out.f32() + b * C, in.f32() + (b * T + T - 1) * C, C * sizeof(float));
 }
 
 }  // namespace
 
 // A bounded heap per row whose front is the least likely kept: nearly every logit costs one
 // comparison, and only the k survivors are stored and sorted.
-void CpuBackend::top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) {
-  if (k < 1 || k > kMaxTopK || k > n_cols || n_cols > logits.cols)
-    throw Error("internal: top_k of " + std::to_string(k) + " over " + std::to_string(n_cols) + " of " +
-                std::to_string(logits.cols) + " columns");
+void CpuBackend::do_top_k(Tensor logits, int64_t n_cols, int k, int32_t* ids, float* values, int32_t* invalid) {
   struct Entry {
     float value;
     int32_t id;
   };
-  auto more_likely = [](const Entry& a, const Entry& b) { return a.value > b.value || (a.value == b.value && a.id < b.id); };
+  auto more_likely = [](const Entry& a, const Entry& b) { return most_likely_first(a.value, a.id, b.value, b.id); };
   std::vector<Entry> heap;
   heap.reserve(static_cast<size_t>(k));
   for (int64_t r = 0; r < logits.rows; ++r) {

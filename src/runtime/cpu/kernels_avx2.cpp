@@ -1,7 +1,7 @@
 // The CPU kernels for AVX2 + FMA: kernels.inc compiled with that target (GCC only; other
 // compilers get the generic kernels). Tile: 4 rows x 1 panel = 8 ymm accumulators, plus
-// two weight halves and a broadcast: 11 of the 16 ymm registers (int8: 2 rows, it keeps a group
-// sum and a total per output).
+// two weight halves and a broadcast: 11 of the 16 ymm registers. int8/int4: 4 rows x 1 panel
+// (8 int32 sums, 4 unpacked weight vectors, 2 activation pairs), a single row 1 x 2 panels.
 //
 // Every standard header is included before the target pragma, so no inline library function
 // is compiled for AVX2 and merged into code that runs on older CPUs.
@@ -32,14 +32,12 @@
 namespace gpt2::cpu::avx2 {
 #define GPT2_ISA_AVX2 1
 #define GPT2_MR 4
-#define GPT2_MR_INT8 2
 #define GPT2_NR_GEMV 2
 #define GPT2_NR 1
 #include "runtime/cpu/kernels.inc"
 #undef GPT2_MR
 #undef GPT2_NR
 #undef GPT2_NR_GEMV
-#undef GPT2_MR_INT8
 }  // namespace gpt2::cpu::avx2
 
 #pragma GCC pop_options

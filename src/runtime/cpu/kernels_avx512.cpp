@@ -1,7 +1,8 @@
 // The CPU kernels for AVX-512 (F, BW, VL, DQ): kernels.inc compiled with that target (GCC only;
 // other compilers get the generic kernels). Tile: 8 rows x 3 panels = 24 zmm accumulators,
 // 3 weight vectors and a broadcast in the 32 zmm registers; per k, 8 broadcasts + 3 loads feed
-// 24 FMAs. int8 keeps a group sum and a total per output, so its tile is 4 rows x 3 panels.
+// 24 FMAs. The int8/int4 kernels are AVX2's (256-bit madd) compiled for this target: they get
+// the 32 registers but not yet 512-bit vectors (to be tuned on an AVX-512 machine).
 //
 // Every standard header is included before the target pragma, so no inline library function
 // is compiled for AVX-512 and merged into code that runs on older CPUs.
@@ -32,14 +33,12 @@
 namespace gpt2::cpu::avx512 {
 #define GPT2_ISA_AVX512 1
 #define GPT2_MR 8
-#define GPT2_MR_INT8 4
 #define GPT2_NR_GEMV 6
 #define GPT2_NR 3
 #include "runtime/cpu/kernels.inc"
 #undef GPT2_MR
 #undef GPT2_NR
 #undef GPT2_NR_GEMV
-#undef GPT2_MR_INT8
 }  // namespace gpt2::cpu::avx512
 
 #pragma GCC pop_options

@@ -1,6 +1,6 @@
 // The CPU kernels for any x86-64 (SSE2) or other CPU: kernels.inc compiled for the baseline
-// target. Tile: 2 rows x 1 panel (8 accumulator xmm + 4 weight xmm of the 16 SSE registers;
-// int8: 1 row, it keeps a group sum and a total per output).
+// target. Tile: 2 rows x 1 panel (8 accumulator xmm + 4 weight xmm of the 16 SSE registers);
+// int8/int4 weights: one output at a time (a correctness fallback).
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,14 +15,12 @@
 namespace gpt2::cpu::generic {
 
 #define GPT2_MR 2
-#define GPT2_MR_INT8 1
 #define GPT2_NR_GEMV 1
 #define GPT2_NR 1
 #include "runtime/cpu/kernels.inc"
 #undef GPT2_MR
 #undef GPT2_NR
 #undef GPT2_NR_GEMV
-#undef GPT2_MR_INT8
 
 const KernelTable* table() {
   static const KernelTable t{Isa::generic, 1, linear_panels, attention_query, layernorm_row};

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "runtime/backend.h"
+#include "runtime/device.h"
 
 namespace gpt2 {
 
@@ -12,11 +13,11 @@ namespace gpt2 {
 // whatever the driver says (no driver, no device, wrong architecture).
 bool cuda_device_usable(std::string* reason);
 
-// Why the CUDA backend cannot run a model of this shape (its kernels need head_dim 64 and
-// n_embd a multiple of 8 up to 2048: every GPT-2 size), or "" when it can.
-std::string cuda_unsupported_shape(const Config& config);
+// Why the CUDA backend cannot run ops of this shape (its kernels need head_dim 64 and
+// LayerNorm rows of a multiple of 8 up to 2048 columns: every GPT-2 size), or "" when it can.
+std::string cuda_unsupported_shape(const Workload& workload);
 
-// Throws gpt2::Error when no device is usable.
+// Throws gpt2::Error when no device is usable, gpt2::UsageError for a dtype CUDA does not run.
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
 
 }  // namespace gpt2
