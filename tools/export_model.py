@@ -23,6 +23,9 @@ files users of other tools hold, so that `gpt2 -m FILE` can be checked against t
   llm.c checkpoints (train_gpt2.py write_model): header magic 20240326, version 3 (fp32) or 5
     (bf16), vocabulary padded to a multiple of 128 with zero rows, tensors in llm.c's order.
 
+DIR may be random:gpt2 (random:gpt2-medium, ...): seeded random weights with the real shapes, to
+benchmark side by side with llama.cpp on files of GPT-2's size without a download.
+
 Usage (needs numpy only):
   /usr/bin/python3 tools/export_model.py DIR --gguf OUT.gguf [--type q4_0] [--output-type q6_k]
   /usr/bin/python3 tools/export_model.py DIR --llmc OUT.bin [--llmc-dtype bf16]
@@ -70,7 +73,35 @@ def read_safetensors(path):
     return out
 
 
+PRESETS = {"gpt2": (12, 768, 12), "gpt2-medium": (24, 1024, 16), "gpt2-large": (36, 1280, 20),
+           "gpt2-xl": (48, 1600, 25), "distilgpt2": (6, 768, 12)}
+
+
+def random_model(name):
+    """random:NAME: seeded N(0, 0.02) matrices, unit gains, zero biases with the real shapes (for
+    benchmarks side by side with other tools; not the engine's own random: values)."""
+    L, C, H = PRESETS[name]
+    V, T = 50257, 1024
+    rng = np.random.default_rng(1234)
+    n = lambda *shape: ("F32", (rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)))
+    t = {"wte.weight": n(V, C), "wpe.weight": n(T, C), "ln_f.weight": ("F32", np.ones(C, np.float32)),
+         "ln_f.bias": ("F32", np.zeros(C, np.float32))}
+    for l in range(L):
+        p = "h.%d." % l
+        for g in ("ln_1", "ln_2"):
+            t[p + g + ".weight"] = ("F32", np.ones(C, np.float32))
+            t[p + g + ".bias"] = ("F32", np.zeros(C, np.float32))
+        for m, shape in (("attn.c_attn", (C, 3 * C)), ("attn.c_proj", (C, C)), ("mlp.c_fc", (C, 4 * C)),
+                         ("mlp.c_proj", (4 * C, C))):
+            t[p + m + ".weight"] = n(*shape)
+            t[p + m + ".bias"] = ("F32", np.zeros(shape[1], np.float32))
+    config = {"vocab_size": V, "n_positions": T, "n_embd": C, "n_head": H, "n_layer": L, "layer_norm_epsilon": 1e-5}
+    return config, t
+
+
 def load_hf(directory):
+    if directory.startswith("random:"):
+        return random_model(directory[len("random:"):])
     with open(os.path.join(directory, "config.json")) as f:
         config = json.load(f)
     st = os.path.join(directory, "model.safetensors")
@@ -284,6 +315,8 @@ FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5
 
 
 def tokenizer_lists(directory, n_vocab):
+    if directory.startswith("random:"):
+        directory = os.path.join(REPO, "src", "tokenizer", "data", "none")
     def from_vocab(vocab_path, merges_path):
         with open(vocab_path, encoding="utf-8") as f:
             vocab = json.load(f)
@@ -460,7 +493,7 @@ def write_llmc(directory, path, dtype):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("directory", help="a Hugging Face GPT-2 directory (config.json + model.safetensors)")
+    ap.add_argument("directory", help="a Hugging Face GPT-2 directory (config.json + model.safetensors), or random:gpt2")
     ap.add_argument("--gguf", help="write a GGUF file here")
     ap.add_argument("--type", default="f32", choices=sorted(TYPES), help="GGUF type of the block matrices")
     ap.add_argument("--output-type", choices=sorted(TYPES), help="GGUF type of the head (default: see above)")
