@@ -33,6 +33,30 @@ struct KvLayer {
   int n_slots = 0, n_head = 0, n_ctx = 0, head_dim = 0;
 };
 
+// The layers of one allocation at `base` holding, layer by layer, k then v, each
+// [n_slots, n_head, n_ctx, head_dim] in `dtype` and starting `tensor_bytes` after the previous
+// one (at least the tensor's size; more to keep an alignment). A backend's alloc_kv lays its
+// memory out with this.
+inline std::vector<KvLayer> kv_layer_views(void* base, size_t tensor_bytes, DType dtype, int n_layer, int n_slots,
+                                           int n_ctx, int n_head, int head_dim) {
+  std::vector<KvLayer> layers(static_cast<size_t>(n_layer));
+  char* at = static_cast<char*>(base);
+  for (KvLayer& layer : layers) {
+    for (Tensor* t : {&layer.k, &layer.v}) {
+      t->data = at;
+      t->dtype = dtype;
+      t->rows = static_cast<int64_t>(n_slots) * n_head * n_ctx;
+      t->cols = head_dim;
+      at += tensor_bytes;
+    }
+    layer.n_slots = n_slots;
+    layer.n_head = n_head;
+    layer.n_ctx = n_ctx;
+    layer.head_dim = head_dim;
+  }
+  return layers;
+}
+
 class KvCache {
  public:
   KvCache() = default;

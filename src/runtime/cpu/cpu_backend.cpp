@@ -291,22 +291,8 @@ Tensor CpuBackend::do_upload(const Tensor& host, WeightUse use) {
 KvCache CpuBackend::do_alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head, int head_dim) {
   const size_t per_tensor = static_cast<size_t>(n_slots) * n_head * n_ctx * head_dim;  // floats
   auto storage = std::make_shared<AlignedBuffer>(per_tensor * 2 * static_cast<size_t>(n_layer) * sizeof(float));
-  std::vector<KvLayer> layers(static_cast<size_t>(n_layer));
-  float* base = static_cast<float*>(storage->data());
-  for (int l = 0; l < n_layer; ++l) {
-    KvLayer& layer = layers[static_cast<size_t>(l)];
-    for (Tensor* t : {&layer.k, &layer.v}) {
-      t->data = base;
-      t->dtype = DType::f32;
-      t->rows = static_cast<int64_t>(n_slots) * n_head * n_ctx;
-      t->cols = head_dim;
-      base += per_tensor;
-    }
-    layer.n_slots = n_slots;
-    layer.n_head = n_head;
-    layer.n_ctx = n_ctx;
-    layer.head_dim = head_dim;
-  }
+  std::vector<KvLayer> layers = kv_layer_views(storage->data(), per_tensor * sizeof(float), DType::f32, n_layer,
+                                               n_slots, n_ctx, n_head, head_dim);
   if (scratch_.size() < static_cast<size_t>(n_threads_) * n_ctx) scratch_.assign(static_cast<size_t>(n_threads_) * n_ctx, 0.0f);
   return KvCache(std::move(layers), n_slots, n_ctx, std::move(storage));
 }

@@ -129,7 +129,6 @@ class CudaBackend final : public Backend {
   size_t weights_used_ = 0;       // bytes of weights_ handed out by upload()
   int64_t gemv_prepared_cols_ = 0;  // the widest matrix input the decode GEMV's staging is set for
 
-  std::vector<DeviceBuffer> kv_caches_;
   int kv_max_heads_ = 0;   // the largest n_head of any cache (decode counters per row)
   int64_t kv_max_units_ = 0;  // the largest n_head * decode splits of any cache (partials per row)
 
@@ -225,36 +224,22 @@ KvCache CudaBackend::do_alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head
                 std::to_string(head_dim) + "); use --device cpu");
   const int64_t per_tensor_elems = static_cast<int64_t>(n_slots) * n_head * n_ctx * head_dim;
   const size_t per_tensor = align_up(static_cast<size_t>(per_tensor_elems) * dtype_size(wdt_), kDeviceAlign);
-  DeviceBuffer memory(per_tensor * 2 * static_cast<size_t>(n_layer),
+  auto memory = std::make_shared<DeviceBuffer>(per_tensor * 2 * static_cast<size_t>(n_layer),
                       "the KV cache (" + std::to_string(n_slots) + " sequences of " + std::to_string(n_ctx) +
                           " positions, " + std::to_string(n_layer) + " layers)",
                       &stats_);
-  GPT2_CUDA_CHECK(cudaMemsetAsync(memory.get(), 0, memory.bytes(), stream_));
-  std::vector<KvLayer> layers(static_cast<size_t>(n_layer));
-  char* base = memory.as<char>();
-  for (KvLayer& layer : layers) {
-    for (Tensor* t : {&layer.k, &layer.v}) {
-      t->data = base;
-      t->dtype = wdt_;
-      t->rows = static_cast<int64_t>(n_slots) * n_head * n_ctx;
-      t->cols = head_dim;
-      base += per_tensor;
-    }
-    layer.n_slots = n_slots;
-    layer.n_head = n_head;
-    layer.n_ctx = n_ctx;
-    layer.head_dim = head_dim;
-  }
-  kv_caches_.push_back(std::move(memory));
-  // A captured decode graph holds the KV layers' pointers of the step it was captured in, and
-  // StepKey does not say which cache a step uses: with a new cache, recapture (see cuda_graph.h).
+  GPT2_CUDA_CHECK(cudaMemsetAsync(memory->get(), 0, memory->bytes(), stream_));
+  std::vector<KvLayer> layers =
+      kv_layer_views(memory->get(), per_tensor, wdt_, n_layer, n_slots, n_ctx, n_head, head_dim);
+  // A captured decode graph holds the KV layers' pointers of the step it was captured in. StepKey
+  // names the cache, but a new cache may reuse a freed one's address: recapture (see cuda_graph.h).
   GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));  // no graph still running when it is destroyed
   graphs_.clear();
   kv_max_heads_ = std::max(kv_max_heads_, n_head);
   kv_max_units_ = std::max(kv_max_units_, static_cast<int64_t>(n_head) * cuda::attention_decode_splits(n_ctx));
   reserve_decode_scratch();
   GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the cache and scratch are zero before any step
-  return KvCache(std::move(layers), n_slots, n_ctx);
+  return KvCache(std::move(layers), n_slots, n_ctx, std::move(memory));  // the cache owns its memory
 }
 
 void CudaBackend::do_reserve_batch(int max_rows, int max_sequences) {
