@@ -47,7 +47,8 @@ std::string HttpResponse::header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
-HttpConnection::HttpConnection(const std::string& host, int port, double timeout_s) : timeout_s_(timeout_s) {
+HttpConnection::HttpConnection(const std::string& host, int port, double timeout_s, int receive_buffer)
+    : timeout_s_(timeout_s) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -59,6 +60,7 @@ HttpConnection::HttpConnection(const std::string& host, int port, double timeout
   for (addrinfo* a = res; a != nullptr && fd_ < 0; a = a->ai_next) {
     const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
     if (fd < 0) continue;
+    if (receive_buffer > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
       fd_ = fd;
     } else {

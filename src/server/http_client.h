@@ -24,7 +24,9 @@ struct HttpResponse {
 class HttpConnection {
  public:
   // Connects to host:port (a numeric address or "localhost"); timeout bounds every read/write.
-  HttpConnection(const std::string& host, int port, double timeout_s = 30);
+  // receive_buffer > 0 caps the socket's receive buffer (SO_RCVBUF, set before connecting, so the
+  // TCP window stays that small): a client that stops reading then stalls the server quickly.
+  HttpConnection(const std::string& host, int port, double timeout_s = 30, int receive_buffer = 0);
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;

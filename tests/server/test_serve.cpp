@@ -535,9 +535,9 @@ TEST_CASE("serve: /health is 503 while the model loads, then 200; SIGINT mid-str
 TEST_CASE("serve: a client that stops reading a stream is dropped after --timeout, freeing its slots") {
   ServerProcess server({"--parallel", "2", "--queue", "64", "--timeout", "1"});
   const int port = server.port();
-  // About 3 MB of events that nobody reads: once the socket buffers are full, the server's write
-  // waits --timeout and gives up, cancelling the rest.
-  HttpConnection conn(kHost, port, 30);
+  // About 3 MB of events that nobody reads, into a 4 KiB receive window: once the socket buffers
+  // are full, the server's write waits --timeout and gives up, cancelling the rest.
+  HttpConnection conn(kHost, port, 30, 4096);
   conn.send("POST", "/v1/completions",
             json{{"prompt", "Go"}, {"max_tokens", 250}, {"n", 64}, {"ignore_eos", true}, {"temperature", 0},
                  {"stream", true}}
