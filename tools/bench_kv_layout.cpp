@@ -24,34 +24,14 @@ constexpr int kBlock = 16;   // positions per page (vLLM's default block size)
 constexpr int kCtx = 1024;   // GPT-2's context
 constexpr int kPool = 64 * kCtx / kBlock;  // blocks in the pool: as if 64 sequences shared it
 
-float attend(const float* q, int n, const float* const* key_rows, const float* const* value_rows, float* scores,
-             float* out) {
+// One query over n keys: scores, softmax, the weighted sum of values. row(cache, j) is where
+// position j's 64 values of `cache` live: the one difference between the layouts.
+template <typename Row>
+float attend(const float* q, int n, const float* k, const float* v, Row row, float* scores, float* out) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
   float m = -INFINITY;
   for (int j = 0; j < n; ++j) {
-    const float* k = key_rows[j];
-    float s = 0;
-    for (int d = 0; d < kHeadDim; ++d) s += q[d] * k[d];
-    scores[j] = s * scale;
-    m = std::max(m, scores[j]);
-  }
-  float sum = 0;
-  for (int j = 0; j < n; ++j) sum += scores[j] = std::exp(scores[j] - m);
-  std::fill(out, out + kHeadDim, 0.0f);
-  for (int j = 0; j < n; ++j) {
-    const float* v = value_rows[j];
-    const float p = scores[j] / sum;
-    for (int d = 0; d < kHeadDim; ++d) out[d] += p * v[d];
-  }
-  return out[0];
-}
-
-// Contiguous slot: row j at base + j * 64, so the loops stream.
-float attend_contiguous(const float* q, int n, const float* k, const float* v, float* scores, float* out) {
-  const float scale = 1.0f / std::sqrt(static_cast<float>(kHeadDim));
-  float m = -INFINITY;
-  for (int j = 0; j < n; ++j) {
-    const float* kr = k + static_cast<size_t>(j) * kHeadDim;
+    const float* kr = row(k, j);
     float s = 0;
     for (int d = 0; d < kHeadDim; ++d) s += q[d] * kr[d];
     scores[j] = s * scale;
@@ -61,7 +41,7 @@ float attend_contiguous(const float* q, int n, const float* k, const float* v, f
   for (int j = 0; j < n; ++j) sum += scores[j] = std::exp(scores[j] - m);
   std::fill(out, out + kHeadDim, 0.0f);
   for (int j = 0; j < n; ++j) {
-    const float* vr = v + static_cast<size_t>(j) * kHeadDim;
+    const float* vr = row(v, j);
     const float p = scores[j] / sum;
     for (int d = 0; d < kHeadDim; ++d) out[d] += p * vr[d];
   }
@@ -90,29 +70,29 @@ struct Data {
   }
 };
 
+// Contiguous slot: row j at base + j * 64, so the loops stream.
 void BM_fixed_slot(benchmark::State& state) {
   static Data data;
   const int n = static_cast<int>(state.range(0));
   std::vector<float> scores(kCtx), out(kHeadDim);
+  auto row = [](const float* base, int j) { return base + static_cast<size_t>(j) * kHeadDim; };
   for (auto _ : state)
-    benchmark::DoNotOptimize(attend_contiguous(data.q.data(), n, data.k.data(), data.v.data(), scores.data(), out.data()));
+    benchmark::DoNotOptimize(attend(data.q.data(), n, data.k.data(), data.v.data(), row, scores.data(), out.data()));
   state.SetItemsProcessed(state.iterations() * n);
 }
 
+// Paged: row j in block block_table[j / 16] of the pool, looked up for every key.
 void BM_paged_blocks(benchmark::State& state) {
   static Data data;
   const int n = static_cast<int>(state.range(0));
   std::vector<float> scores(kCtx), out(kHeadDim);
-  std::vector<const float*> key_rows(kCtx), value_rows(kCtx);
-  for (auto _ : state) {
-    // The block table walk is part of every step (it changes as sequences grow).
-    for (int j = 0; j < n; ++j) {
-      const size_t at = (static_cast<size_t>(data.block_table[j / kBlock]) * kBlock + j % kBlock) * kHeadDim;
-      key_rows[j] = &data.pool_k[at];
-      value_rows[j] = &data.pool_v[at];
-    }
-    benchmark::DoNotOptimize(attend(data.q.data(), n, key_rows.data(), value_rows.data(), scores.data(), out.data()));
-  }
+  const int* table = data.block_table.data();
+  auto row = [table](const float* pool, int j) {
+    return pool + (static_cast<size_t>(table[j / kBlock]) * kBlock + j % kBlock) * kHeadDim;
+  };
+  for (auto _ : state)
+    benchmark::DoNotOptimize(
+        attend(data.q.data(), n, data.pool_k.data(), data.pool_v.data(), row, scores.data(), out.data()));
   state.SetItemsProcessed(state.iterations() * n);
 }
 

@@ -40,6 +40,7 @@
 #include "runtime/batch.h"
 #include "runtime/device.h"
 #include "runtime/kv_cache.h"
+#include "runtime/cpu_reference.h"  // test::random_vector, test::view
 
 namespace gpt2::test {
 
@@ -191,14 +192,6 @@ inline Batch uniform_batch(const std::vector<int32_t>& slots, const std::vector<
   for (size_t s = 0; s < slots.size(); ++s)
     b.add(slots[s], positions[s], tokens.data() + s * static_cast<size_t>(n_tokens), n_tokens, want);
   return b;
-}
-
-inline std::vector<float> random_vector(size_t n, uint64_t seed, float stddev = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(rng);
-  return v;
 }
 
 inline std::vector<int32_t> random_tokens(size_t n, int n_vocab, uint64_t seed) {

@@ -21,21 +21,8 @@ using namespace gpt2;
 
 namespace {
 
-std::vector<float> random_vector(size_t n, uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sd);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
-
-Tensor view(std::vector<float>& v, int64_t rows, int64_t cols) {
-  Tensor t;
-  t.data = v.data();
-  t.rows = rows;
-  t.cols = cols;
-  return t;
-}
+using test::random_vector;
+using test::view;
 
 ThreadPool& one_thread() {
   static ThreadPool pool(1);

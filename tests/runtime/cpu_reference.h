@@ -17,6 +17,24 @@
 
 namespace gpt2::test {
 
+// n values ~ N(0, sd) from a fixed seed.
+inline std::vector<float> random_vector(size_t n, uint64_t seed, float sd = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, sd);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+// v as an fp32 [rows, cols] tensor (v keeps the memory).
+inline Tensor view(std::vector<float>& v, int64_t rows, int64_t cols) {
+  Tensor t;
+  t.data = v.data();
+  t.rows = rows;
+  t.cols = cols;
+  return t;
+}
+
 // out [N, O] = in [N, I] @ w[O, I]^T + bias, optionally gelu_new.
 inline std::vector<double> ref_linear(const std::vector<double>& in, int64_t N, int64_t I, const float* w,
                                       int64_t O, const float* bias, bool gelu) {
