@@ -159,8 +159,9 @@ json parse_json_object(std::string_view body) {
   json j;
   try {
     j = json::parse(body.begin(), body.end());
-  } catch (const json::parse_error& e) {
-    // e.byte is where the parser stopped; the message of nlohmann names the token it expected.
+  } catch (const json::exception& e) {
+    // A parse_error, or an out_of_range for a number past a double (1e400): the client's body
+    // either way. The message of nlohmann names the token it expected, or the number.
     throw ApiError(400, "We could not parse the JSON body of your request: " + std::string(e.what()), "",
                    "invalid_json");
   }

@@ -154,6 +154,19 @@ TEST_CASE("completion request: malformed bodies") {
   CHECK(error_of("{\"prompt\": " + std::string(40, '[') + "1" + std::string(40, ']') + "}").status == 400);
 }
 
+// Found by tests/fuzz/fuzz_completion_request (corpus/fuzz_completion_request/number-overflow): a
+// number past a double made nlohmann throw out_of_range, not parse_error, which escaped as a 500.
+TEST_CASE("completion request: a number too large for a double is a 400 naming it") {
+  for (const char* body : {"{\"prompt\": \"a\", \"max_tokens\": 1e400}", "{\"temperature\": -1e7808}",
+                           "[1e999]"}) {
+    INFO(body);
+    const ApiError e = error_of(body);
+    CHECK(e.status == 400);
+    CHECK(e.code == "invalid_json");
+    CHECK_THAT(e.what(), Catch::Contains("number overflow"));
+  }
+}
+
 TEST_CASE("completion request: the context and the server's capacity") {
   CompletionLimits limits;
   limits.n_ctx = 8;
