@@ -30,16 +30,8 @@ std::string one_line(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"gpt2: run GPT-2 (124M to 1.5B) from the terminal: generate, score, bench, tokenize; attention, lens, drift"};
-  app.require_subcommand(1);
-  gpt2::cli::add_generate_command(app);
-  gpt2::cli::add_score_command(app);
-  gpt2::cli::add_bench_command(app);
-  gpt2::cli::add_tokenize_command(app);
-  gpt2::cli::add_attention_command(app);
-  gpt2::cli::add_lens_command(app);
-  gpt2::cli::add_drift_command(app);
-  gpt2::cli::add_serve_command(app);
+  const std::unique_ptr<CLI::App> root = gpt2::cli::make_app();
+  CLI::App& app = *root;
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
     // Output that never arrived (a full disk, a closed stdout) is a failure, not success.

@@ -63,8 +63,9 @@ Config Config::preset(const std::string& name) {
   return c;
 }
 
-Config Config::from_json_file(const std::string& path) {
-  const std::string text = read_file(path);
+Config Config::from_json_file(const std::string& path) { return from_json(read_file(path), path); }
+
+Config Config::from_json(std::string_view text, const std::string& path) {
   json j;
   try {
     j = json::parse(text);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace gpt2 {
 
@@ -19,6 +20,8 @@ struct Config {
   // naming the file for unreadable JSON, wrong types, or inconsistent values
   // (n_embd not divisible by n_head, non-positive sizes, activation other than gelu_new).
   static Config from_json_file(const std::string& path);
+  // The same for config.json's text already read; errors name it as `path`.
+  static Config from_json(std::string_view text, const std::string& path);
 
   // "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"; throws for other names.
   static Config preset(const std::string& name);

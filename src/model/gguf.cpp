@@ -160,7 +160,9 @@ std::string read_string_at(const uint8_t* p) {
 
 }  // namespace
 
-GgufFile::GgufFile(const std::string& path) : path_(path), file_(path) {
+GgufFile::GgufFile(const std::string& path) : GgufFile(path, MappedFile(path)) {}
+
+GgufFile::GgufFile(const std::string& path, MappedFile bytes) : path_(path), file_(std::move(bytes)) {
   Cursor c(path_, file_.data(), file_.size());
   if (file_.size() < 24)
     throw Error(path_ + ": file is " + std::to_string(file_.size()) +

@@ -61,6 +61,8 @@ struct GgufTensor {
 class GgufFile {
  public:
   explicit GgufFile(const std::string& path);  // maps and validates; throws gpt2::Error
+  // Validates bytes already opened or held; errors name the file as `path`.
+  GgufFile(const std::string& path, MappedFile bytes);
 
   const std::string& path() const { return path_; }
   uint32_t version() const { return version_; }

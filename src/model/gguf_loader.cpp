@@ -146,9 +146,12 @@ void convert(const Job& job) {
 }  // namespace
 
 Config gguf_config(const std::string& path) { return config_of(GgufFile(path)); }
+Config gguf_config(const GgufFile& file) { return config_of(file); }
 
-HostModel load_gguf(const std::string& path, ThreadPool& pool) {
-  const GgufFile f(path);
+HostModel load_gguf(const std::string& path, ThreadPool& pool) { return load_gguf(GgufFile(path), pool); }
+
+HostModel load_gguf(const GgufFile& f, ThreadPool& pool) {
+  const std::string& path = f.path();
   const Config config = config_of(f);
 
   for (const GgufTensor& t : f.tensors()) {
@@ -264,8 +267,10 @@ HostModel load_gguf(const std::string& path, ThreadPool& pool) {
   return model;
 }
 
-TokenizerVocabulary gguf_vocabulary(const std::string& path) {
-  const GgufFile f(path);
+TokenizerVocabulary gguf_vocabulary(const std::string& path) { return gguf_vocabulary(GgufFile(path)); }
+
+TokenizerVocabulary gguf_vocabulary(const GgufFile& f) {
+  const std::string& path = f.path();
   TokenizerVocabulary v;
   if (!f.value("tokenizer.ggml.tokens")) return v;  // none: GPT-2's built-in vocabulary
   const std::string model = f.value("tokenizer.ggml.model") ? f.get_string("tokenizer.ggml.model") : "gpt2";

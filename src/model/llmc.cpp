@@ -92,13 +92,12 @@ std::vector<uint64_t> tensor_sizes(const std::string& path, const LlmcHeader& h)
 
 }  // namespace
 
-Config llmc_config(const std::string& path) {
-  const MappedFile file(path);
-  return config_of(read_header(path, file));
-}
+Config llmc_config(const std::string& path) { return llmc_config(path, MappedFile(path)); }
+Config llmc_config(const std::string& path, const MappedFile& file) { return config_of(read_header(path, file)); }
 
-HostModel load_llmc(const std::string& path, ThreadPool& pool) {
-  const MappedFile file(path);
+HostModel load_llmc(const std::string& path, ThreadPool& pool) { return load_llmc(path, MappedFile(path), pool); }
+
+HostModel load_llmc(const std::string& path, const MappedFile& file, ThreadPool& pool) {
   const LlmcHeader h = read_header(path, file);
   const Config config = config_of(h);
   const std::vector<uint64_t> sizes = tensor_sizes(path, h);

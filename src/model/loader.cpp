@@ -140,6 +140,32 @@ struct Checkpoint {
   std::map<std::string, std::string> weight_map;
 };
 
+}  // namespace
+
+std::map<std::string, std::string> parse_safetensors_index(std::string_view text, const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not valid JSON (" + e.what() + ")");
+  }
+  auto wm = j.is_object() ? j.find("weight_map") : j.end();
+  if (wm == j.end() || !wm->is_object() || wm->empty())
+    throw Error(path + ": missing \"weight_map\" object of tensor name -> shard file");
+  std::map<std::string, std::string> weight_map;
+  for (auto it = wm->begin(); it != wm->end(); ++it) {
+    if (!it.value().is_string()) throw Error(path + ": tensor '" + it.key() + "': shard name is not a string");
+    const std::string shard = it.value().get<std::string>();
+    // Shards live beside the index: no paths, so an index cannot point at arbitrary files.
+    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
+      throw Error(path + ": tensor '" + it.key() + "': shard name '" + shard + "' is not a file name");
+    weight_map[it.key()] = shard;
+  }
+  return weight_map;
+}
+
+namespace {
+
 Checkpoint open_checkpoint(const std::string& dir) {
   Checkpoint ck;
   const std::string single = join(dir, "model.safetensors");
@@ -156,25 +182,10 @@ Checkpoint open_checkpoint(const std::string& dir) {
     throw Error(dir + ": no model.safetensors or model.safetensors.index.json" + hint);
   }
   ck.index_path = index;
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(index));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(index + ": not valid JSON (" + e.what() + ")");
-  }
-  auto wm = j.is_object() ? j.find("weight_map") : j.end();
-  if (wm == j.end() || !wm->is_object() || wm->empty())
-    throw Error(index + ": missing \"weight_map\" object of tensor name -> shard file");
+  ck.weight_map = parse_safetensors_index(read_file(index), index);
   std::vector<std::string> shards;
-  for (auto it = wm->begin(); it != wm->end(); ++it) {
-    if (!it.value().is_string()) throw Error(index + ": tensor '" + it.key() + "': shard name is not a string");
-    const std::string shard = it.value().get<std::string>();
-    // Shards live beside the index: no paths, so an index cannot point at arbitrary files.
-    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
-      throw Error(index + ": tensor '" + it.key() + "': shard name '" + shard + "' is not a file name");
-    ck.weight_map[it.key()] = shard;
+  for (const auto& [name, shard] : ck.weight_map)
     if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
-  }
   std::sort(shards.begin(), shards.end());
   for (const std::string& shard : shards) {
     const std::string path = join(dir, shard);
@@ -245,7 +256,6 @@ HostModel load_directory(const std::string& spec, ThreadPool& pool) {
     throw Error((ck.index_path.empty() ? ck.files[0]->path() : ck.index_path) + ": tensor '" + missing +
                 "' is missing (config.json says n_layer " + std::to_string(config.n_layer) + ")");
   }
-
   // The head: tied unless lm_head.weight is present and differs from wte.
   bool tied = true;
   auto head = found.find("lm_head.weight");

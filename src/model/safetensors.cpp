@@ -47,20 +47,34 @@ MappedFile::MappedFile(const std::string& path) {
   ::close(fd);  // the mapping keeps the file alive
 }
 
+MappedFile MappedFile::from_bytes(std::string_view bytes) {
+  MappedFile f;
+  f.size_ = bytes.size();
+  if (f.size_ > 0) {  // an exact-size copy: a read past the end is a read past the allocation
+    f.owned_.reset(new uint8_t[f.size_]);
+    std::memcpy(f.owned_.get(), bytes.data(), f.size_);
+    f.data_ = f.owned_.get();
+  }
+  return f;
+}
+
 MappedFile::MappedFile(MappedFile&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+    : data_(std::exchange(other.data_, nullptr)),
+      size_(std::exchange(other.size_, 0)),
+      owned_(std::move(other.owned_)) {}
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
-    if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+    if (data_ && !owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
+    owned_ = std::move(other.owned_);
   }
   return *this;
 }
 
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ && !owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 // ---- SafetensorsFile -------------------------------------------------------------
@@ -106,7 +120,9 @@ bool as_count(const json& v, uint64_t limit, uint64_t* out) {
 
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path), file_(path) {
+SafetensorsFile::SafetensorsFile(const std::string& path) : SafetensorsFile(path, MappedFile(path)) {}
+
+SafetensorsFile::SafetensorsFile(const std::string& path, MappedFile bytes) : path_(path), file_(std::move(bytes)) {
   const size_t size = file_.size();
   if (size < 8)
     throw Error(path + ": file is " + std::to_string(size) +

@@ -12,15 +12,20 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gpt2 {
 
-// Read-only mmap of a whole file; move-only, unmapped on destruction.
+// Read-only mmap of a whole file; move-only, unmapped on destruction. from_bytes holds a copy
+// of bytes already in memory instead, so the readers below validate bytes that never were a
+// file (tests, fuzzers) through the very code that validates files.
 class MappedFile {
  public:
   explicit MappedFile(const std::string& path);  // throws gpt2::Error naming the file
+  static MappedFile from_bytes(std::string_view bytes);
   MappedFile(MappedFile&& other) noexcept;
   MappedFile& operator=(MappedFile&& other) noexcept;
   MappedFile(const MappedFile&) = delete;
@@ -31,8 +36,10 @@ class MappedFile {
   size_t size() const { return size_; }
 
  private:
+  MappedFile() = default;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  std::unique_ptr<uint8_t[]> owned_;  // from_bytes: the copy data_ points into (nothing mapped)
 };
 
 struct SafetensorsTensor {
@@ -50,6 +57,8 @@ size_t safetensors_dtype_size(const std::string& dtype);
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);  // maps and validates; throws gpt2::Error
+  // Validates bytes already opened or held; errors name the file as `path`.
+  SafetensorsFile(const std::string& path, MappedFile bytes);
 
   const std::string& path() const { return path_; }
   const std::vector<SafetensorsTensor>& tensors() const { return tensors_; }  // in file order

@@ -442,8 +442,7 @@ std::vector<std::string> vocab_from_json(const nlohmann::json& vocab,
   return tokens;
 }
 
-nlohmann::json parse_json_file(const std::string& path) {
-  const std::string text = read_file(path);
+nlohmann::json parse_json_text(std::string_view text, const std::string& path) {
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
@@ -451,19 +450,20 @@ nlohmann::json parse_json_file(const std::string& path) {
   }
 }
 
-std::shared_ptr<const Tokenizer::Impl> load_vocab_and_merges(const std::string& vocab_path,
+std::shared_ptr<const Tokenizer::Impl> load_vocab_and_merges(std::string_view vocab_text, const std::string& vocab_path,
+                                                              std::string_view merges_text,
                                                               const std::string& merges_path) {
-  const nlohmann::json vocab = parse_json_file(vocab_path);
+  const nlohmann::json vocab = parse_json_text(vocab_text, vocab_path);
   std::vector<std::string> tokens = vocab_from_json(vocab, {}, "'" + vocab_path + "'");
-  const std::vector<Merge> merges = parse_merges_text(read_file(merges_path), "'" + merges_path + "'");
+  const std::vector<Merge> merges = parse_merges_text(merges_text, "'" + merges_path + "'");
   return build(std::move(tokens), merges, "'" + vocab_path + "' + '" + merges_path + "'");
 }
 
 // Hugging Face tokenizer.json: model.vocab, model.merges ("a b" strings, or [a, b] pairs in
 // newer files), added_tokens [{id, content}].
-std::shared_ptr<const Tokenizer::Impl> load_tokenizer_json(const std::string& path) {
+std::shared_ptr<const Tokenizer::Impl> load_tokenizer_json(std::string_view text, const std::string& path) {
   const std::string source = "'" + path + "'";
-  const nlohmann::json root = parse_json_file(path);
+  const nlohmann::json root = parse_json_text(text, path);
   try {
     if (!root.is_object() || !root.contains("model") || !root["model"].is_object())
       throw Error(source + ": no \"model\" object");
@@ -672,15 +672,26 @@ Tokenizer Tokenizer::from_dir(const std::string& dir) {
   if (has("vocab.json") || has("merges.txt")) {
     if (!has("vocab.json")) throw Error("'" + base + "merges.txt' has no vocab.json beside it");
     if (!has("merges.txt")) throw Error("'" + base + "vocab.json' has no merges.txt beside it");
-    return Tokenizer(load_vocab_and_merges(base + "vocab.json", base + "merges.txt"));
+    return from_vocab_and_merges(read_file(base + "vocab.json"), base + "vocab.json", read_file(base + "merges.txt"),
+                                 base + "merges.txt");
   }
   if (has("encoder.json") || has("vocab.bpe")) {
     if (!has("encoder.json")) throw Error("'" + base + "vocab.bpe' has no encoder.json beside it");
     if (!has("vocab.bpe")) throw Error("'" + base + "encoder.json' has no vocab.bpe beside it");
-    return Tokenizer(load_vocab_and_merges(base + "encoder.json", base + "vocab.bpe"));
+    return from_vocab_and_merges(read_file(base + "encoder.json"), base + "encoder.json", read_file(base + "vocab.bpe"),
+                                 base + "vocab.bpe");
   }
-  if (has("tokenizer.json")) return Tokenizer(load_tokenizer_json(base + "tokenizer.json"));
+  if (has("tokenizer.json")) return from_tokenizer_json(read_file(base + "tokenizer.json"), base + "tokenizer.json");
   return builtin();
+}
+
+Tokenizer Tokenizer::from_vocab_and_merges(std::string_view vocab_json, const std::string& vocab_name,
+                                           std::string_view merges_text, const std::string& merges_name) {
+  return Tokenizer(load_vocab_and_merges(vocab_json, vocab_name, merges_text, merges_name));
+}
+
+Tokenizer Tokenizer::from_tokenizer_json(std::string_view text, const std::string& name) {
+  return Tokenizer(load_tokenizer_json(text, name));
 }
 
 Tokenizer Tokenizer::from_lists(const std::vector<std::string>& tokens, const std::vector<std::string>& merges,

@@ -23,6 +23,11 @@ class Tokenizer {
   // tokenizer.json; the built-in vocabulary when the directory has none of them.
   // Unreadable or malformed files throw gpt2::Error naming the file.
   static Tokenizer from_dir(const std::string& dir);
+  // The same files' contents already read, for callers that hold bytes, not files (tests,
+  // fuzzers); errors name them as `vocab_name`, `merges_name`, `name`.
+  static Tokenizer from_vocab_and_merges(std::string_view vocab_json, const std::string& vocab_name,
+                                         std::string_view merges_text, const std::string& merges_name);
+  static Tokenizer from_tokenizer_json(std::string_view text, const std::string& name);
   // From a vocabulary given as lists (a GGUF file's tokenizer.ggml.tokens and .merges): tokens
   // spelled with GPT-2's byte characters as vocab.json spells them, id = position; merges
   // "LEFT RIGHT" in rank order. Inconsistent lists throw gpt2::Error naming `source`.
