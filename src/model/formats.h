@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "model/config.h"
 #include "model/source.h"
@@ -21,6 +22,10 @@ class ThreadPool;
 // file name, each a plain file name beside the index), validated (loader.cpp). `path` names the
 // index in errors.
 std::map<std::string, std::string> parse_safetensors_index(std::string_view text, const std::string& path);
+
+// One block's tensors, by their Hugging Face names after "h.<l>.", in the weight table's order
+// (loader.cpp): what each loader checks is present before it builds per-layer tables.
+std::vector<std::string> block_tensor_suffixes(const Config& config);
 
 // GGUF, architecture gpt2, as llama.cpp's converter writes it (gguf_loader.cpp). The GgufFile
 // forms read a file already opened (or bytes held in memory: MappedFile::from_bytes).

@@ -161,6 +161,20 @@ HostModel load_gguf(const GgufFile& f, ThreadPool& pool) {
                   " but gpt2.block_count is " + std::to_string(config.n_layer) + " (metadata and tensors disagree)");
   }
 
+  // Every block's tensors present before the per-layer tables are built: a gpt2.block_count of
+  // millions over a few tensors would otherwise take minutes and gigabytes to reach the first
+  // missing one. The walk stops there, so it is bounded by the file's tensor count.
+  const std::vector<std::string> suffixes = block_tensor_suffixes(config);
+  if (static_cast<uint64_t>(config.n_layer) * suffixes.size() > f.tensors().size()) {
+    for (int64_t l = 0; l < config.n_layer; ++l)
+      for (const std::string& suffix : suffixes) {
+        const std::string name = gguf_name("h." + std::to_string(l) + "." + suffix);
+        if (!f.find(name))
+          throw Error(path + ": tensor '" + name + "' is missing (gpt2.block_count is " +
+                      std::to_string(config.n_layer) + ")");
+      }
+  }
+
   // The head: tied unless output.weight is present and differs from token_embd.
   const GgufTensor* wte = f.find("token_embd.weight");
   const GgufTensor* out = f.find("output.weight");

@@ -142,6 +142,17 @@ struct Checkpoint {
 
 }  // namespace
 
+std::vector<std::string> block_tensor_suffixes(const Config& config) {
+  Config one = config;
+  one.n_layer = 1;
+  ModelWeights layout;
+  layout.h.resize(1);
+  std::vector<std::string> out;
+  for (const WeightEntry& e : weight_table(one, layout, /*tied_head=*/true))
+    if (e.name.compare(0, 4, "h.0.") == 0) out.push_back(e.name.substr(4));
+  return out;
+}
+
 std::map<std::string, std::string> parse_safetensors_index(std::string_view text, const std::string& path) {
   nlohmann::json j;
   try {
@@ -256,6 +267,19 @@ HostModel load_directory(const std::string& spec, ThreadPool& pool) {
     throw Error((ck.index_path.empty() ? ck.files[0]->path() : ck.index_path) + ": tensor '" + missing +
                 "' is missing (config.json says n_layer " + std::to_string(config.n_layer) + ")");
   }
+  // A stray "h.9999999.x" passes that check: when the tensors are too few for n_layer blocks, the
+  // first missing one is named. The walk stops there, so it is bounded by the tensors found.
+  const std::vector<std::string> suffixes = block_tensor_suffixes(config);
+  if (static_cast<uint64_t>(config.n_layer) * suffixes.size() > found.size()) {
+    for (int64_t l = 0; l < config.n_layer; ++l)
+      for (const std::string& suffix : suffixes) {
+        const std::string name = "h." + std::to_string(l) + "." + suffix;
+        if (!found.count(name))
+          throw Error((ck.index_path.empty() ? ck.files[0]->path() : ck.index_path) + ": tensor '" + name +
+                      "' is missing (config.json says n_layer " + std::to_string(config.n_layer) + ")");
+      }
+  }
+
   // The head: tied unless lm_head.weight is present and differs from wte.
   bool tied = true;
   auto head = found.find("lm_head.weight");

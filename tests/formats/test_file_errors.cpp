@@ -226,6 +226,17 @@ TEST_CASE("GGUF: every malformed header is named") {
     lost.tensors.erase(lost.tensors.begin() + 5);
     expect(lost.bytes(), {"is missing"});
   }
+  // Found while writing tests/fuzz/fuzz_gguf (corpus/fuzz_gguf/block-count-2e24): a block_count of millions
+  // over one block's tensors built the per-layer tables (gigabytes, minutes) before any tensor
+  // was found missing. Now the first missing tensor is named at once.
+  SECTION("a block_count far beyond the tensors in the file") {
+    for (uint32_t n_layer : {2u, 1u << 24, 1u << 30}) {
+      test::GgufBuilder deep = tiny_gguf();
+      deep.kv.clear(), deep.n_kv = 0;
+      deep.gpt2_keys(static_cast<int>(n_layer), 32, 2, 4);
+      expect(deep.bytes(), {"tensor 'blk.1.attn_norm.weight' is missing", "block_count is " + std::to_string(n_layer)});
+    }
+  }
 }
 
 TEST_CASE("GGUF mini-fuzz: corrupted headers and truncations never crash") {

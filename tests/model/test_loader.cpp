@@ -419,6 +419,16 @@ TEST_CASE("config.json missing or inconsistent with the weights") {
     config_with("n_layer", 1 << 30);
     CHECK_THAT(message(), Catch::Contains("tensor 'h.3.ln_1.weight' is missing"));
   }
+  SECTION("n_layer far larger, with one empty tensor of the last layer it claims: the same error, at once") {
+    // Regression (the case fuzz_gguf found for GGUF; tests/fuzz): the last layer's check alone
+    // passed, and the per-layer tables for 10^8 layers were built before a tensor was missing.
+    config_with("n_layer", 100000000);
+    StParts st = read_st(copy.st());
+    st.header["h.99999999.attn.bias"] = {{"dtype", "F32"}, {"shape", {0}}, {"data_offsets", {0, 0}}};
+    write_st(copy.st(), st);
+    CHECK_THAT(message(), Catch::Contains(copy.st()) && Catch::Contains("tensor 'h.3.ln_1.weight' is missing") &&
+                              Catch::Contains("n_layer 100000000"));
+  }
   SECTION("n_embd differs") {
     config_with("n_embd", 64);
     CHECK_THAT(message(), Catch::Contains(copy.st()) && Catch::Contains("tensor 'wte.weight'") &&
