@@ -474,8 +474,18 @@ std::shared_ptr<const Tokenizer::Impl> load_tokenizer_json(std::string_view text
       throw Error(source + ": model needs \"vocab\" and \"merges\"");
 
     std::vector<std::pair<int64_t, std::string>> added;
-    if (root.contains("added_tokens") && root["added_tokens"].is_array())
-      for (const auto& t : root["added_tokens"]) added.emplace_back(t.at("id").get<int64_t>(), t.at("content").get<std::string>());
+    if (root.contains("added_tokens") && root["added_tokens"].is_array()) {
+      const nlohmann::json& list = root["added_tokens"];
+      for (std::size_t i = 0; i < list.size(); ++i) {
+        // An id checked as an integer first: nlohmann converts a float such as 2E65 to int64
+        // with undefined behaviour.
+        const nlohmann::json& t = list[i];
+        if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || !t.contains("content") ||
+            !t["content"].is_string())
+          throw Error(source + ": added_tokens[" + std::to_string(i) + "] is not {\"id\": integer, \"content\": string}");
+        added.emplace_back(t["id"].get<int64_t>(), t["content"].get<std::string>());
+      }
+    }
     std::vector<std::string> tokens = vocab_from_json(model["vocab"], added, source);
 
     std::vector<Merge> merges;

@@ -452,6 +452,20 @@ TEST_CASE("malformed or unreadable vocabulary files give a clear error", "[token
     dir.write("tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": [1]}}");
     CHECK_THAT(error_of(dir.path), Contains("merge 0 is neither"));
   }
+  // Found by tests/fuzz/fuzz_tokenizer_files (corpus/fuzz_tokenizer_files/added-token-float-id):
+  // a float id (2E65) was converted to int64 with undefined behaviour (UBSan).
+  for (const char* added : {"{\"id\": 2E65, \"content\": \"x\"}", "{\"id\": 1.5, \"content\": \"x\"}",
+                            "{\"id\": 3, \"content\": 4}", "{\"content\": \"x\"}", "7"}) {
+    INFO(added);
+    const std::string doc = std::string("{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}, ") +
+                            "\"added_tokens\": [" + added + "]}";
+    try {
+      Tokenizer::from_tokenizer_json(doc, "dir/tokenizer.json");
+      FAIL("no error");
+    } catch (const Error& e) {
+      CHECK_THAT(e.what(), Contains("'dir/tokenizer.json'") && Contains("added_tokens[0]"));
+    }
+  }
 }
 
 TEST_CASE("one Tokenizer encodes from several threads at once", "[tokenizer]") {
