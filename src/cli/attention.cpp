@@ -23,6 +23,7 @@
 #include "cli/inspect_common.h"
 #include "cli/terminal.h"
 #include "common/error.h"
+#include "common/memory.h"
 #include "common/thread_pool.h"
 #include "inspect/heads.h"
 #include "inspect/observers.h"
@@ -272,6 +273,7 @@ void run_attention(const AttentionOptions& opt) {
   }
 
   // One head at a time: its T x T weights, then everything that needs them.
+  const HostMemory w_counted(mul_sizes({inspect::tri_size(T), sizeof(float)}), "one head's attention weights");
   std::vector<float> w(inspect::tri_size(T));
   std::vector<SummaryLine> summary;
   std::vector<std::vector<TopKey>> top;

@@ -34,6 +34,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
+#include "common/memory.h"
 #include "engine/scheduler.h"
 #include "engine/step_model.h"
 #include "model/source.h"
@@ -366,7 +367,13 @@ void run_mixed_bench(const BenchOptions& opt, const ModelSource& source) {
   RunLimits limits;
   limits.max_sequences = max_parallel;
   limits.max_logit_rows = max_parallel;
-  limits.max_rows = max_parallel + std::min(256, p_hi);
+  limits.max_rows = step_size(int64_t{max_parallel} + std::min(256, p_hi));
+  // The workload itself (prompts, and each request's results) before the weights are loaded.
+  const HostMemory workload_counted(
+      mul_sizes({static_cast<size_t>(opt.requests),
+                 sizeof(MixedRequest) + sizeof(Completion) + static_cast<size_t>(p_hi) * sizeof(int32_t) +
+                     static_cast<size_t>(g_hi) * (sizeof(int32_t) + sizeof(double) + 16)}),
+      std::to_string(opt.requests) + " requests (--requests)");
   LoadedModel loaded = load(opt.model, source, limits);
   Gpt2& model = *loaded.model;
 
@@ -454,7 +461,7 @@ void run_bench(const BenchOptions& opt) {
   RunLimits limits;
   limits.max_sequences = max_batch;
   limits.max_logit_rows = max_batch;
-  limits.max_rows = max_batch * opt.prompt_tokens;
+  limits.max_rows = step_size(int64_t{max_batch} * opt.prompt_tokens);  // 100000 x 128 passes 2^31
   LoadedModel loaded = load(opt.model, source, limits);
   Gpt2& model = *loaded.model;
   KvCache kv = model.make_kv_cache(max_batch);

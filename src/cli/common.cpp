@@ -1,7 +1,9 @@
 #include "cli/common.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -13,6 +15,7 @@
 #include "common/error.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/memory.h"
 #include "runtime/device.h"
 
 namespace gpt2::cli {
@@ -129,9 +132,27 @@ Tokenizer load_tokenizer(const ModelSource& source, bool verbose) {
   return dir.empty() ? Tokenizer::builtin() : Tokenizer::from_dir(dir);
 }
 
+int step_size(int64_t n) { return static_cast<int>(std::clamp<int64_t>(n, 0, INT_MAX)); }
+
+void check_run_memory(const BackendOptions& backend, const Config& config, const RunLimits& limits) {
+  std::string no_cuda;
+  const bool on_host = backend.device == Device::cpu ||
+                       (backend.device == Device::auto_select && !cuda_available(&no_cuda));
+  const RunBytes b = run_bytes(config, limits);
+  // On CUDA the KV cache and activations are device memory, checked where the backend allocates.
+  const size_t bytes = on_host ? add_sizes(b.backend(), b.host_logits) : b.host_logits;
+  const int S = std::max(limits.max_sequences, 1);
+  std::string what = "a run of " + std::to_string(S) + (S == 1 ? " sequence" : " sequences") + " (";
+  if (on_host)
+    what += "KV cache " + format_bytes(b.kv_cache) + ", activations " + format_bytes(b.activations) + ", ";
+  what += "logits " + format_bytes(b.host_logits) + ")";
+  check_host_memory(bytes, what);
+}
+
 LoadedModel load(const ModelOptions& options, const ModelSource& source, const RunLimits& limits,
                  const std::function<void(const HostModel&)>& host_weights) {
   BackendOptions backend = backend_options(options);
+  check_run_memory(backend, source.config(), limits);  // before the weights are read
   const auto start = std::chrono::steady_clock::now();
   HostModel host = source.load(options.threads);
   // A quantized file keeps the CPU on its integer kernels under --dtype auto (CUDA: bf16).

@@ -56,7 +56,16 @@ std::vector<NamedText> read_texts(const TextInput& input);
 // a GGUF's vocabulary is GPT-2's.
 Tokenizer load_tokenizer(const ModelSource& source, bool verbose = false);
 
-// Loads model + backend with the given limits; notes the load time when verbose. `host_weights`,
+// A step's rows or sequences from a sum or product computed in 64 bits, saturated at INT_MAX (a
+// run that large is refused by check_run_memory), so that nothing wraps around to a small size.
+int step_size(int64_t n);
+
+// Refuses (gpt2::Error, common/memory.h's message) a run whose KV cache (limits.max_sequences
+// slots), activations and logits cannot fit in host memory, from the config alone; on CUDA only
+// the host's logits are checked here (the device's memory is checked where the backend allocates).
+void check_run_memory(const BackendOptions& backend, const Config& config, const RunLimits& limits);
+
+// Loads model + backend with the given limits, after check_run_memory; notes the load time when verbose. `host_weights`,
 // when given, sees the fp32 host weights before they are uploaded (and released): drift copies
 // the word's token embedding rows there.
 struct LoadedModel {

@@ -17,6 +17,7 @@
 #include "cli/common.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "common/memory.h"
 #include "engine/scheduler.h"
 #include "engine/step_model.h"
 
@@ -177,10 +178,20 @@ void run(const GenerateArgs& args) {
   const int64_t n_sequences = static_cast<int64_t>(jobs.size()) * args.num_samples;
   const int slots = static_cast<int>(std::min<int64_t>(n_sequences, args.parallel > 0 ? args.parallel : kDefaultSlots));
   const int chunk = std::min(longest, kMaxPrefillChunk);
+  // Every sequence's request and result (its prompt, and up to -n new tokens within the context,
+  // with their times and text) live until the end: counted before the weights are loaded.
+  int most_new = 1;
+  for (const PromptJob& job : jobs) most_new = std::max(most_new, std::min(job.n_predict, n_ctx));
+  const size_t tokens_per_sequence = static_cast<size_t>(longest) + static_cast<size_t>(most_new);
+  const HostMemory sequences_counted(
+      mul_sizes({static_cast<size_t>(n_sequences),
+                 sizeof(Request) + sizeof(Completion) +
+                     mul_sizes({tokens_per_sequence, sizeof(int32_t) + sizeof(double) + 16})}),
+      std::to_string(n_sequences) + " sequences (prompts x --num-samples)");
   RunLimits limits;
   limits.max_sequences = slots;
   limits.max_logit_rows = slots;
-  limits.max_rows = slots + chunk;
+  limits.max_rows = step_size(int64_t{slots} + chunk);
   LoadedModel loaded = load(args.model, source, limits);
   Gpt2StepModel model(*loaded.model, slots);
   TokenizerText text(tokenizer);

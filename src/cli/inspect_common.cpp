@@ -21,8 +21,8 @@ RunLimits inspect_limits(const std::vector<std::vector<int32_t>>& seqs) {
   RunLimits limits;
   int64_t rows = 0;
   for (const auto& s : seqs) rows += static_cast<int64_t>(s.size());
-  limits.max_rows = static_cast<int>(std::max<int64_t>(1, rows));
-  limits.max_sequences = std::max(1, static_cast<int>(seqs.size()));
+  limits.max_rows = step_size(std::max<int64_t>(1, rows));
+  limits.max_sequences = step_size(std::max<int64_t>(1, static_cast<int64_t>(seqs.size())));
   limits.max_logit_rows = 1;
   return limits;
 }

@@ -26,6 +26,7 @@
 #include "cli/terminal.h"
 #include "common/error.h"
 #include "common/files.h"
+#include "common/memory.h"
 #include "inspect/lens.h"
 
 namespace gpt2::cli {
@@ -129,6 +130,9 @@ void score_jobs(Gpt2& model, std::vector<ScoreJob>& jobs, int top, int n_listabl
     for (size_t w = 0; w < job.plan.size(); ++w) queue.push_back({j, w});
   }
   KvCache kv = model.make_kv_cache(n_slots);
+  const HostMemory logits_counted(mul_sizes({static_cast<size_t>(model.limits().max_logit_rows),
+                                             static_cast<size_t>(n_vocab), sizeof(float)}),
+                                  "the logits read back");
   ProgressBar progress(static_cast<int>(queue.size()), isatty(STDERR_FILENO) != 0);
   std::vector<float> logits;
   Batch batch;
@@ -363,6 +367,14 @@ void run_score(const ScoreOptions& opt) {
       total_rows += w.end - w.begin;
     }
   }
+
+  // Every text's tokens and per-token results live until the end (many large files add up).
+  size_t job_bytes = 0;
+  for (const ScoreJob& job : jobs)
+    job_bytes = add_sizes(job_bytes, add_sizes(mul_sizes({job.seq.size(), sizeof(int32_t) + sizeof(ScoredToken)}),
+                                               mul_sizes({job.plan.size(), sizeof(ScoreWindow)})));
+  const HostMemory jobs_counted(job_bytes, "the tokens of " + std::to_string(jobs.size()) +
+                                               (jobs.size() == 1 ? " text" : " texts"));
 
   // A step holds the longest window, or several shorter ones up to a full context's rows.
   RunLimits limits;

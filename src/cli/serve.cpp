@@ -18,12 +18,17 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
+#include "common/memory.h"
 #include "engine/scheduler.h"
 #include "engine/step_model.h"
 #include "server/server.h"
 
 namespace gpt2::cli {
 namespace {
+
+// What one token of an admitted choice holds on the host: its id, the prompt's copy, its time, its
+// text (a few bytes; 16 allowed) and the response being built. An estimate for the startup check.
+constexpr size_t kChoiceBytesPerToken = 2 * sizeof(int32_t) + sizeof(double) + 16 + 32;
 
 struct ServeArgs {
   ModelOptions model;
@@ -74,7 +79,7 @@ class SignalWatcher {
 };
 
 void run(ServeArgs& args) {
-  backend_options(args.model);  // --device, --dtype, --threads checked before anything is read
+  const BackendOptions backend = backend_options(args.model);  // --device, --dtype, --threads checked before anything is read
   if (args.server.parallel < 1) throw UsageError("--parallel must be 1 or more (got " + std::to_string(args.server.parallel) + ")");
   if (args.server.queue < 0) throw UsageError("--queue must be 0 or more (got " + std::to_string(args.server.queue) + ")");
   if (args.prefill_chunk < 1) throw UsageError("--prefill-chunk must be 1 or more");
@@ -82,6 +87,22 @@ void run(ServeArgs& args) {
   const ModelSource source = ModelSource::parse(args.model.model);
   const Config config = source.config();
   const Tokenizer tokenizer = load_tokenizer(source);
+
+  // The shape of every step: a decode row per slot plus one prefill chunk, with the logits of
+  // every row of that chunk (echo with logprobs scores the prompt's tokens).
+  const int slots = args.server.parallel;
+  const int chunk = std::min(args.prefill_chunk, config.n_ctx);
+  RunLimits limits;
+  limits.max_sequences = slots;
+  limits.max_rows = step_size(int64_t{slots} + chunk);
+  limits.max_logit_rows = limits.max_rows;
+  // Before anything is bound or loaded: the slots' KV cache and activations, and the room that
+  // every choice the server admits at once (--parallel + --queue) may fill with up to n_ctx
+  // tokens (ids, times, text; logprobs add to it), against the machine's memory.
+  check_run_memory(backend, config, limits);
+  const size_t choices = static_cast<size_t>(args.server.parallel) + static_cast<size_t>(args.server.queue);
+  const HostMemory choice_room(mul_sizes({choices, static_cast<size_t>(config.n_ctx), kChoiceBytesPerToken}),
+                               "room for " + std::to_string(choices) + " choices (--parallel + --queue)");
 
   // Signals go to the watcher only: blocked here, before any thread starts, so every thread
   // inherits the mask. A client that closes its socket must not kill the server (SIGPIPE).
@@ -102,14 +123,6 @@ void run(ServeArgs& args) {
   std::cerr << "listening on http://" << url_host(args.server.host) << ":" << port << std::endl;
   SignalWatcher signals(srv);
 
-  // The shape of every step: a decode row per slot plus one prefill chunk, with the logits of
-  // every row of that chunk (echo with logprobs scores the prompt's tokens).
-  const int slots = args.server.parallel;
-  const int chunk = std::min(args.prefill_chunk, config.n_ctx);
-  RunLimits limits;
-  limits.max_sequences = slots;
-  limits.max_rows = slots + chunk;
-  limits.max_logit_rows = slots + chunk;
   loaded = load(args.model, source, limits);
   step_model = std::make_unique<Gpt2StepModel>(*loaded.model, slots);
   SchedulerOptions so;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common/error.h"
+#include "common/memory.h"
 
 namespace gpt2 {
 
@@ -16,6 +17,7 @@ std::string read_file(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) throw Error("cannot read '" + path + "': " + std::strerror(errno));
   if (S_ISDIR(st.st_mode)) throw Error("cannot read '" + path + "': it is a directory");
+  if (S_ISREG(st.st_mode)) check_host_memory(static_cast<size_t>(st.st_size), "'" + path + "'");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot read '" + path + "': " + std::strerror(errno));
   std::string bytes;

@@ -13,7 +13,12 @@ struct Gpt2StepModel::State {
 };
 
 Gpt2StepModel::Gpt2StepModel(Gpt2& model, int n_slots)
-    : model_(&model), kv_(model.make_kv_cache(n_slots)), state_(std::make_unique<State>()) {}
+    : model_(&model),
+      kv_(model.make_kv_cache(n_slots)),
+      host_logits_(mul_sizes({static_cast<size_t>(model.limits().max_logit_rows),
+                              static_cast<size_t>(model.config().n_vocab), sizeof(float)}),
+                   "the logits read back"),
+      state_(std::make_unique<State>()) {}
 Gpt2StepModel::~Gpt2StepModel() = default;
 
 int Gpt2StepModel::n_vocab() const { return model_->config().n_vocab; }

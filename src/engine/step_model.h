@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/memory.h"
 #include "runtime/batch.h"
 #include "runtime/kv_cache.h"
 
@@ -61,6 +62,7 @@ class Gpt2StepModel : public StepModel {
  private:
   Gpt2* model_;
   KvCache kv_;
+  HostMemory host_logits_;  // the most logits() hands back, [max_logit_rows, n_vocab] fp32, counted
   struct State;
   std::unique_ptr<State> state_;
 };

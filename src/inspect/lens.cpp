@@ -63,6 +63,8 @@ LogitLens::LogitLens(const Config& config, const ModelWeights& weights, Backend&
   block_rows_ = static_cast<int>(std::clamp<int64_t>((int64_t{32} << 20) / per_row, 1, n_rows_));
   h_ = backend.alloc(block_rows_, config_.n_embd);
   logits_ = backend.alloc(block_rows_, config_.n_vocab);
+  host_counted_ = HostMemory(mul_sizes({static_cast<size_t>(block_rows_), static_cast<size_t>(config_.n_vocab), sizeof(float)}),
+                             "the lens's logits");
   host_.resize(static_cast<size_t>(block_rows_) * static_cast<size_t>(config_.n_vocab));
   layers_.resize(static_cast<size_t>(config_.n_layer + 1));
 }

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "common/memory.h"
 #include "model/config.h"
 #include "model/observer.h"
 #include "model/weights.h"
@@ -66,6 +67,7 @@ class LogitLens : public StepObserver {
   ThreadPool* pool_;
   int block_rows_;                 // rows per ln_f + LM head pass
   Tensor h_, logits_;              // [block_rows, C], [block_rows, V] on the backend
+  HostMemory host_counted_;
   std::vector<float> host_;        // [block_rows, V]
   std::vector<std::vector<LensRow>> layers_;
 };

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/memory.h"
 
 namespace gpt2::inspect {
 
@@ -20,6 +21,9 @@ QkRecorder::QkRecorder(const Config& config, std::vector<HeadRef> heads, int fir
     layer_wanted_[static_cast<size_t>(h.layer)] = 1;
   }
   const size_t per_head = static_cast<size_t>(n_rows_) * static_cast<size_t>(head_dim_);
+  const size_t qkv_floats = mul_sizes({static_cast<size_t>(n_rows_), 3, static_cast<size_t>(config_.n_embd)});
+  counted_ = HostMemory(mul_sizes({add_sizes(mul_sizes({2, heads_.size(), per_head}), qkv_floats), sizeof(float)}),
+                        "the q and k of " + std::to_string(heads_.size()) + " attention heads");
   q_.assign(heads_.size(), std::vector<float>(per_head));
   k_t_.assign(heads_.size(), std::vector<float>(per_head));
 }
@@ -59,6 +63,9 @@ void QkRecorder::on_qkv(int layer, Tensor qkv, Backend& backend) {
 
 ResidualRows::ResidualRows(int n_layer, int n_embd, std::vector<int> rows)
     : n_layer_(n_layer), n_embd_(n_embd), rows_(std::move(rows)) {
+  counted_ = HostMemory(mul_sizes({static_cast<size_t>(n_layer_ + 1), rows_.size(), static_cast<size_t>(n_embd_),
+                                   sizeof(float)}),
+                        "the residual stream of " + std::to_string(rows_.size()) + " rows");
   data_.assign(static_cast<size_t>(n_layer_ + 1) * rows_.size() * static_cast<size_t>(n_embd_), 0.0f);
 }
 

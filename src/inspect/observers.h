@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/memory.h"
 #include "model/config.h"
 #include "model/observer.h"
 #include "runtime/backend.h"
@@ -64,6 +65,7 @@ class QkRecorder : public StepObserver {
   std::vector<HeadRef> heads_;
   int first_row_, n_rows_, head_dim_;
   std::vector<char> layer_wanted_, layer_seen_;
+  HostMemory counted_;      // qkv_, q_ and k_t_, counted before they are allocated
   std::vector<float> qkv_;  // [T, 3C] one layer's rows, read back
   std::vector<std::vector<float>> q_, k_t_;
 };
@@ -86,6 +88,7 @@ class ResidualRows : public StepObserver {
  private:
   int n_layer_, n_embd_;
   std::vector<int> rows_;
+  HostMemory counted_;       // data_, counted before it is allocated
   std::vector<float> data_;  // [n_layer + 1, rows, C]
 };
 

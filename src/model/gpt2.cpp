@@ -1,13 +1,31 @@
 #include "model/gpt2.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "common/error.h"
+#include "common/memory.h"
 #include "model/observer.h"
 
 namespace gpt2 {
+
+size_t RunBytes::backend() const { return add_sizes(activations, kv_cache); }
+
+RunBytes run_bytes(const Config& config, const RunLimits& limits) {
+  const size_t N = static_cast<size_t>(std::max(limits.max_rows, 1));
+  const size_t R = static_cast<size_t>(std::clamp(limits.max_logit_rows, 1, limits.max_rows));
+  const size_t S = static_cast<size_t>(std::max(limits.max_sequences, 1));
+  const size_t C = static_cast<size_t>(config.n_embd), V = static_cast<size_t>(config.n_vocab);
+  RunBytes b;
+  // x, h, att, delta [N, C]; qkv [N, 3C]; fc [N, 4C]; h_out [R, C]; logits [R, V] (the constructor's allocs)
+  b.activations = mul_sizes({add_sizes(mul_sizes({N, 11 * C}), mul_sizes({R, add_sizes(C, V)})), sizeof(float)});
+  // k and v of every layer, [S, n_ctx, C] each
+  b.kv_cache = mul_sizes({S, 2, static_cast<size_t>(config.n_layer), static_cast<size_t>(config.n_ctx), C, sizeof(float)});
+  b.host_logits = mul_sizes({R, V, sizeof(float)});
+  return b;
+}
 
 Gpt2::Gpt2(HostModel host, std::unique_ptr<Backend> backend, const RunLimits& limits)
     : config_(host.config), name_(host.name), limits_(limits), backend_(std::move(backend)) {

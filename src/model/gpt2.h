@@ -36,6 +36,16 @@ struct RunLimits {
   int max_logit_rows = 1;    // rows of logits per step
 };
 
+// What a run's buffers besides the weights take, from the config alone (no weight read), so that
+// the CLI can refuse an impossible run before a long load. Saturating (common/memory.h mul_sizes).
+struct RunBytes {
+  size_t activations = 0;   // Gpt2's activations for the limits, fp32 (backend memory)
+  size_t kv_cache = 0;      // a KV cache of limits.max_sequences slots, fp32 (backend memory; the CPU's dtype)
+  size_t host_logits = 0;   // max_logit_rows rows of logits read back to the host, fp32
+  size_t backend() const;   // activations + kv_cache
+};
+RunBytes run_bytes(const Config& config, const RunLimits& limits);
+
 struct Outputs {
   StepObserver* observer = nullptr;  // in: optional, see model/observer.h
   Tensor logits;                     // out: [R, n_vocab] in backend memory, R = batch.n_logit_rows();

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "common/memory.h"
 
 namespace gpt2 {
 
@@ -59,6 +60,10 @@ HostModel allocate_host_model(const Config& config, bool tied_head, const std::v
   if (config.n_vocab <= 0 || config.n_ctx <= 0 || config.n_embd <= 0 || config.n_head <= 0 ||
       config.n_layer <= 0 || config.n_embd % config.n_head != 0)
     throw Error("internal: invalid model config");
+  // A lower bound first (integer forms take a byte per value, fp32 four), before the table
+  // itself, which a header claiming 2^30 layers would make huge.
+  const std::string what = "the model's weights (" + std::to_string(parameter_count(config)) + " parameters)";
+  check_host_memory(mul_sizes({parameter_count(config), forms.empty() ? sizeof(float) : 1}), what);
   HostModel m;
   m.config = config;
   m.weights.h.resize(static_cast<size_t>(config.n_layer));
@@ -82,11 +87,12 @@ HostModel allocate_host_model(const Config& config, bool tied_head, const std::v
     shape(*table[i].tensor, table[i].rows(), table[i].cols());
     table[i].tensor->dtype = form(i).dtype;
     table[i].tensor->group_size = form(i).group_size;
-    total += data_floats(i) + scale_floats(i);
+    total = add_sizes(total, add_sizes(data_floats(i), scale_floats(i)));
   }
 
   // Over-allocate by one alignment unit so the first tensor can start on a 64-byte boundary
   // (new[] only guarantees alignof(max_align_t)).
+  m.storage_counted = HostMemory(mul_sizes({add_sizes(total, kAlignFloats), sizeof(float)}), what);
   try {
     m.storage.reset(new float[total + kAlignFloats]);
   } catch (const std::bad_alloc&) {
@@ -109,14 +115,13 @@ HostModel allocate_host_model(const Config& config, bool tied_head, const std::v
 }
 
 size_t parameter_count(const Config& config) {
+  // Saturating (common/memory.h): a header's dimensions up to 2^30 each can pass 2^64 here.
   const size_t V = static_cast<size_t>(config.n_vocab), C = static_cast<size_t>(config.n_embd);
-  const size_t per_layer = 2 * C                  // ln_1
-                           + C * 3 * C + 3 * C    // c_attn
-                           + C * C + C            // attn.c_proj
-                           + 2 * C                // ln_2
-                           + C * 4 * C + 4 * C    // c_fc
-                           + 4 * C * C + C;       // mlp.c_proj
-  return V * C + static_cast<size_t>(config.n_ctx) * C + static_cast<size_t>(config.n_layer) * per_layer + 2 * C;
+  const size_t C2 = mul_sizes({C, C});
+  size_t per_layer = add_sizes(mul_sizes({12, C2}), 13 * C);  // c_attn, c_proj, c_fc, mlp c_proj; biases, LayerNorms
+  size_t total = add_sizes(mul_sizes({V, C}), mul_sizes({static_cast<size_t>(config.n_ctx), C}));
+  total = add_sizes(total, mul_sizes({static_cast<size_t>(config.n_layer), per_layer}));
+  return add_sizes(total, 2 * C);
 }
 
 }  // namespace gpt2

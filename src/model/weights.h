@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "common/memory.h"
 #include "model/config.h"
 #include "runtime/backend.h"
 #include "runtime/tensor.h"
@@ -72,6 +73,7 @@ struct HostModel {
   std::vector<std::string> notes;   // what the loader did (types, conversions, the tokenizer), for -v
   std::unique_ptr<float[]> storage; // owns every tensor above
   size_t storage_floats = 0;
+  HostMemory storage_counted;       // storage's bytes, counted against the machine's memory
   bool tied_head() const { return weights.lm_head.data == weights.wte.data; }
 };
 

@@ -21,9 +21,7 @@
 #include "runtime/cpu/cpu_backend.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <fstream>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -31,14 +29,13 @@
 #include <thread>
 #include <vector>
 
-#include <unistd.h>
-
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/memory.h"
 #include "runtime/cpu/cpu_kernels.h"
 #include "common/order.h"
 #include "common/thread_pool.h"
@@ -50,70 +47,39 @@ constexpr size_t kHugePage = size_t{2} << 20;
 
 enum class Fill { zero, none };
 
-// The memory this process may hold: physical RAM, or less under a cgroup limit (v2 or v1).
-size_t host_memory_limit() {
-  size_t limit = SIZE_MAX;
-#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  if (pages > 0 && page > 0) limit = static_cast<size_t>(pages) * static_cast<size_t>(page);
-#endif
-  for (const char* path : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
-    std::ifstream in(path);
-    unsigned long long value = 0;
-    if (in >> value && value > 0) limit = std::min<size_t>(limit, static_cast<size_t>(value));  // "max" fails
-  }
-  return limit;
-}
-
-// Bytes of AlignedBuffers alive in this process. With overcommit, aligned_alloc grants
-// far more than the machine has, and zeroing the buffer then gets the process killed by the
-// OOM killer (no message at all): a request past the machine's memory is refused up front.
-std::atomic<size_t> g_live_bytes{0};
-
 // A 64-byte-aligned allocation, zeroed unless its owner writes every byte it reads (the
 // weights: zeroing 0.5 GB first would cost as much as converting them), freed by the
 // destructor. Move-only.
 class AlignedBuffer {
  public:
   AlignedBuffer() = default;
-  explicit AlignedBuffer(size_t bytes, Fill fill = Fill::zero) : bytes_(bytes) {
+  // `what` names the buffer in the message when the machine's memory cannot hold it.
+  AlignedBuffer(size_t bytes, const std::string& what, Fill fill = Fill::zero) : bytes_(bytes) {
     // Large buffers (weights, KV cache) are 2 MiB aligned and asked to be backed by huge
     // pages before first touch: decode streams every weight once per token, and 4 KiB pages
     // would cost a TLB miss every 4 KiB.
     const size_t align = bytes >= kHugePage ? kHugePage : 64;
-    if (bytes > SIZE_MAX / 2)
-      throw Error("out of host memory: cannot allocate " + std::to_string(bytes >> 20) + " MiB for the CPU backend");
-    const size_t rounded = (std::max<size_t>(bytes, 1) + align - 1) / align * align;
-    static const size_t limit = host_memory_limit();
-    const size_t live = g_live_bytes.load();
-    if (live + rounded > limit)
-      throw Error("out of host memory: the CPU backend needs " + std::to_string((live + rounded) >> 20) +
-                  " MiB (weights, KV cache and activations for this batch) but this machine has " +
-                  std::to_string(limit >> 20) + " MiB");
+    const size_t rounded = add_sizes(std::max<size_t>(bytes, 1), align - 1) / align * align;
+    counted_ = HostMemory(rounded, what);  // refused here, before any allocation, past the machine's memory
     data_ = std::aligned_alloc(align, rounded);
-    if (!data_)
-      throw Error("out of host memory: cannot allocate " + std::to_string(bytes >> 20) + " MiB for the CPU backend");
-    rounded_ = rounded;
-    g_live_bytes += rounded_;
+    if (!data_) throw Error("out of host memory: cannot allocate " + format_bytes(rounded) + " for " + what);
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     if (align == kHugePage) madvise(data_, rounded, MADV_HUGEPAGE);  // a hint: failure is harmless
 #endif
     if (fill == Fill::zero) std::memset(data_, 0, rounded);
   }
-  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_), rounded_(o.rounded_) {
+  AlignedBuffer(AlignedBuffer&& o) noexcept : data_(o.data_), bytes_(o.bytes_), counted_(std::move(o.counted_)) {
     o.data_ = nullptr;
     o.bytes_ = 0;
-    o.rounded_ = 0;
   }
   AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
     if (this != &o) {
       release();
       data_ = o.data_;
       bytes_ = o.bytes_;
-      rounded_ = o.rounded_;
+      counted_ = std::move(o.counted_);
       o.data_ = nullptr;
       o.bytes_ = 0;
-      o.rounded_ = 0;
     }
     return *this;
   }
@@ -132,14 +98,13 @@ class AlignedBuffer {
  private:
   void release() {
     std::free(data_);
-    g_live_bytes -= rounded_;
     data_ = nullptr;
-    rounded_ = 0;
+    counted_ = HostMemory();
   }
 
   void* data_ = nullptr;
   size_t bytes_ = 0;
-  size_t rounded_ = 0;  // counted in g_live_bytes
+  HostMemory counted_;  // the rounded size, counted against the machine's memory (common/memory.h)
 };
 
 size_t align64(size_t n) { return (n + 63) / 64 * 64; }
@@ -177,7 +142,8 @@ class CpuBackend final : public Backend {
   void do_reserve_weights(size_t bytes) override;
   Tensor do_upload(const Tensor& host, WeightUse use) override;
   Tensor do_alloc(int64_t rows, int64_t cols) override {
-    buffers_.emplace_back(static_cast<size_t>(rows * cols) * sizeof(float));
+    buffers_.emplace_back(mul_sizes({static_cast<size_t>(rows), static_cast<size_t>(cols), sizeof(float)}),
+                          "activations [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
     Tensor t;
     t.data = buffers_.back().data();
     t.rows = rows;
@@ -244,7 +210,7 @@ size_t CpuBackend::do_upload_bytes_for(const Tensor& host, WeightUse use) const 
 
 void CpuBackend::do_reserve_weights(size_t bytes) {
   if (weight_storage_.data()) throw Error("internal: CPU weights reserved twice");
-  weight_storage_ = AlignedBuffer(bytes, Fill::none);
+  weight_storage_ = AlignedBuffer(bytes, "the CPU backend's weights", Fill::none);
   weight_used_ = 0;
 }
 
@@ -289,8 +255,11 @@ Tensor CpuBackend::do_upload(const Tensor& host, WeightUse use) {
 }
 
 KvCache CpuBackend::do_alloc_kv(int n_layer, int n_slots, int n_ctx, int n_head, int head_dim) {
-  const size_t per_tensor = static_cast<size_t>(n_slots) * n_head * n_ctx * head_dim;  // floats
-  auto storage = std::make_shared<AlignedBuffer>(per_tensor * 2 * static_cast<size_t>(n_layer) * sizeof(float));
+  const size_t per_tensor = mul_sizes({static_cast<size_t>(n_slots), static_cast<size_t>(n_head),
+                                       static_cast<size_t>(n_ctx), static_cast<size_t>(head_dim)});  // floats
+  auto storage = std::make_shared<AlignedBuffer>(
+      mul_sizes({per_tensor, 2, static_cast<size_t>(n_layer), sizeof(float)}),
+      "the KV cache (" + std::to_string(n_slots) + (n_slots == 1 ? " slot)" : " slots)"));
   std::vector<KvLayer> layers = kv_layer_views(storage->data(), per_tensor * sizeof(float), DType::f32, n_layer,
                                                n_slots, n_ctx, n_head, head_dim);
   if (scratch_.size() < static_cast<size_t>(n_threads_) * n_ctx) scratch_.assign(static_cast<size_t>(n_threads_) * n_ctx, 0.0f);
@@ -341,8 +310,8 @@ void CpuBackend::do_linear(Tensor out, Tensor in, Tensor w, Tensor bias, Epilogu
     const bool integer = w.dtype == DType::i8 || w.dtype == DType::i4;
     const cpu::PackPlan p = integer ? cpu::PackPlan{w.dtype, w.group_size}
                                     : cpu::PackPlan{w.dtype == DType::bf16 ? DType::bf16 : DType::f32, 0};
-    tmp = AlignedBuffer(cpu::packed_bytes(p.dtype, w.rows, w.cols));
-    tmp_scales = AlignedBuffer(cpu::packed_scale_bytes(p.dtype, w.rows, w.cols, p.group_size));
+    tmp = AlignedBuffer(cpu::packed_bytes(p.dtype, w.rows, w.cols), "a packed matrix");
+    tmp_scales = AlignedBuffer(cpu::packed_scale_bytes(p.dtype, w.rows, w.cols, p.group_size), "a packed matrix");
     w = cpu::pack_matrix(w, p.dtype, p.group_size, tmp.data(), static_cast<float*>(tmp_scales.data()), *pool_);
   }
   cpu::LinearArgs args;

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/memory.h"
 
 namespace gpt2::cuda_backend {
 
@@ -36,6 +37,17 @@ std::string mib(size_t bytes) { return std::to_string((bytes + (1u << 20) - 1) >
 
 DeviceBuffer::DeviceBuffer(size_t bytes, const std::string& what, MemoryStats* stats) : bytes_(bytes), stats_(stats) {
   if (bytes == 0) return;
+  // Refused before asking: a size past the device's free memory (the KV cache of a huge --batch)
+  // gets the same one-line message as the host's (common/memory.h), with both numbers.
+  size_t free_before = 0, total_before = 0;
+  const cudaError_t info = cudaMemGetInfo(&free_before, &total_before);
+  if (info != cudaSuccess) {
+    cudaGetLastError();  // not fatal here (cudaMalloc below reports a real failure), and not the next call's
+  } else if (bytes > free_before) {
+    throw Error("out of device memory: " + what + " needs " + format_bytes(bytes) + " but the device has " +
+                format_bytes(free_before) + " free of " + format_bytes(total_before) +
+                " (HINT: fewer sequences at once (--batch, --parallel) or a 16-bit --dtype need less)");
+  }
   const cudaError_t err = cudaMalloc(&ptr_, bytes);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
