@@ -20,6 +20,12 @@ files users of other tools hold, so that `gpt2 -m FILE` can be checked against t
     without an importance matrix. Q4_K, Q5_K and Q6_K use a simpler scale choice than
     llama-quantize's search: valid blocks, slightly less accurate ones.
 
+  ggml's examples/gpt-2 model file (--ggml-example, the format its convert-h5-to-ggml.py writes
+    and gpt-2-quantize reads): magic 0x67676d6c, hparams n_vocab n_ctx n_embd n_head n_layer
+    ftype (0: f32), the vocabulary as raw bytes, then each tensor as n_dims, name length, type,
+    ne[], name, data (matrices [out][in], ne = [in, out]). For side-by-side figures with ggml's
+    own GPT-2 program (quantize it with gpt-2-quantize IN OUT q4_0).
+
   llm.c checkpoints (train_gpt2.py write_model): header magic 20240326, version 3 (fp32) or 5
     (bf16), vocabulary padded to a multiple of 128 with zero rows, tensors in llm.c's order.
 
@@ -29,6 +35,7 @@ benchmark side by side with llama.cpp on files of GPT-2's size without a downloa
 Usage (needs numpy only):
   /usr/bin/python3 tools/export_model.py DIR --gguf OUT.gguf [--type q4_0] [--output-type q6_k]
   /usr/bin/python3 tools/export_model.py DIR --llmc OUT.bin [--llmc-dtype bf16]
+  /usr/bin/python3 tools/export_model.py DIR --ggml-example OUT.bin
 """
 import argparse
 import json
@@ -491,6 +498,58 @@ def write_llmc(directory, path, dtype):
         f.write(flat.astype("<f4").tobytes() if dtype == "fp32" else f32_to_bf16(flat).astype("<u2").tobytes())
 
 
+def bytes_to_unicode():
+    """GPT-2's byte <-> printable character map (vocab.json spells bytes with these)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
+        list(range(ord("\xae"), ord("\xff") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def write_ggml_example(directory, path):
+    config, t = load_hf(directory)
+    C, L, V, H = config["n_embd"], config["n_layer"], config["vocab_size"], config["n_head"]
+    T = config.get("n_positions", config.get("n_ctx", 1024))
+    tokens, _ = tokenizer_lists(directory, V)
+    if tokens is None or len(tokens) != V:
+        sys.exit("error: --ggml-example needs GPT-2's vocabulary of %d tokens" % V)
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    with open(path, "wb") as f:
+        f.write(struct.pack("<I6i", 0x67676D6C, V, T, C, H, L, 0))
+        f.write(struct.pack("<i", V))
+        for tok in tokens:
+            raw = bytes(byte_of[c] for c in tok)
+            f.write(struct.pack("<i", len(raw)) + raw)
+
+        def tensor(name, data):
+            data = np.ascontiguousarray(data, dtype="<f4")
+            name_b = name.encode()
+            f.write(struct.pack("<iii", data.ndim, len(name_b), 0))
+            f.write(struct.pack("<%di" % data.ndim, *reversed(data.shape)))
+            f.write(name_b + data.tobytes())
+
+        tensor("model/ln_f/g", as_f32(t["ln_f.weight"]))
+        tensor("model/ln_f/b", as_f32(t["ln_f.bias"]))
+        tensor("model/wte", as_f32(t["wte.weight"]))
+        tensor("model/wpe", as_f32(t["wpe.weight"]))
+        for l in range(L):
+            p, q = "h.%d." % l, "model/h%d/" % l
+            for hf, gg in (("ln_1.weight", "ln_1/g"), ("ln_1.bias", "ln_1/b"), ("ln_2.weight", "ln_2/g"),
+                           ("ln_2.bias", "ln_2/b"), ("attn.c_attn.bias", "attn/c_attn/b"),
+                           ("attn.c_proj.bias", "attn/c_proj/b"), ("mlp.c_fc.bias", "mlp/c_fc/b"),
+                           ("mlp.c_proj.bias", "mlp/c_proj/b")):
+                tensor(q + gg, as_f32(t[p + hf]))
+            for hf, gg in (("attn.c_attn.weight", "attn/c_attn/w"), ("attn.c_proj.weight", "attn/c_proj/w"),
+                           ("mlp.c_fc.weight", "mlp/c_fc/w"), ("mlp.c_proj.weight", "mlp/c_proj/w")):
+                tensor(q + gg, as_f32(t[p + hf]).T)  # Conv1D [in, out] -> [out][in]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("directory", help="a Hugging Face GPT-2 directory (config.json + model.safetensors), or random:gpt2")
@@ -501,13 +560,16 @@ def main():
     ap.add_argument("--name", default="gpt2", help="general.name")
     ap.add_argument("--llmc", help="write an llm.c checkpoint here")
     ap.add_argument("--llmc-dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--ggml-example", help="write a model file of ggml's examples/gpt-2 here (f32)")
     a = ap.parse_args()
-    if not a.gguf and not a.llmc:
-        ap.error("give --gguf and/or --llmc")
+    if not a.gguf and not a.llmc and not a.ggml_example:
+        ap.error("give --gguf, --llmc and/or --ggml-example")
     if a.gguf:
         write_gguf(a.directory, a.gguf, a.type, a.output_type, a.untied_output, a.name)
     if a.llmc:
         write_llmc(a.directory, a.llmc, a.llmc_dtype)
+    if a.ggml_example:
+        write_ggml_example(a.directory, a.ggml_example)
 
 
 if __name__ == "__main__":
