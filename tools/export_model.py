@@ -45,6 +45,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt2_bytes import bytes_to_unicode  # noqa: E402
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 # ---- safetensors ------------------------------------------------------------------------
@@ -496,20 +499,6 @@ def write_llmc(directory, path, dtype):
     with open(path, "wb") as f:
         f.write(header.tobytes())
         f.write(flat.astype("<f4").tobytes() if dtype == "fp32" else f32_to_bf16(flat).astype("<u2").tobytes())
-
-
-def bytes_to_unicode():
-    """GPT-2's byte <-> printable character map (vocab.json spells bytes with these)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + \
-        list(range(ord("\xae"), ord("\xff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
 
 
 def write_ggml_example(directory, path):

@@ -7,10 +7,13 @@ build-fuzz before a campaign, so the committed seeds never change by fuzzing."""
 import json
 import os
 import struct
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "data")
 OUT = os.path.join(HERE, "corpus")
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
+from gpt2_bytes import bytes_to_unicode  # noqa: E402
 
 
 def put(target, name, data):
@@ -76,20 +79,7 @@ put("fuzz_config", "bad-index.json", '{"weight_map": {"wte.weight": "../model.sa
 
 
 # ---- tokenizer files -----------------------------------------------------------------------------
-def byte_unicode():
-    """GPT-2's byte -> character map (bytes_to_unicode in its encoder.py)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
-bu = byte_unicode()
+bu = bytes_to_unicode()
 spell = lambda bs: "".join(bu[b] for b in bs)
 merges = [(b" ", b"t"), (b"h", b"e"), (b" t", b"he"), (b"o", b"r"), (b" ", b"w"), (b" w", b"or"), (b"l", b"d"),
           (b" wor", b"ld"), (b"\n", b"\n")]

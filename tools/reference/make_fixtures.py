@@ -34,6 +34,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpt2_reference as ref  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from gpt2_bytes import bytes_to_unicode  # noqa: E402
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data", "models"))
 
 SMALL = {"vocab_size": 500, "n_positions": 64, "n_embd": 48, "n_head": 4, "n_layer": 3}
@@ -383,16 +386,7 @@ def heads_weights():
 
 def byte_vocab():
     """GPT-2's byte -> printable character table (bytes_to_unicode), as vocab.json spells tokens."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
-        list(range(ord("\u00ae"), ord("\u00ff") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, map(chr, cs)))
+    table = bytes_to_unicode()
     vocab = {table[b]: b for b in range(256)}
     vocab["<|endoftext|>"] = 256
     return vocab
