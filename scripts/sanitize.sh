@@ -55,7 +55,7 @@ run_asan() {
 run_tsan() {
   local start=$SECONDS
   configure build-tsan thread
-  # GPT2_TSAN_TESTS narrows the list (.ci/run leaves out server until its TSan reports are fixed).
+  # GPT2_TSAN_TESTS narrows the list.
   local tests
   read -r -a tests <<<"${GPT2_TSAN_TESTS:-common engine server}"
   build build-tsan "${tests[@]}"

@@ -3,8 +3,11 @@
 // cpp-httplib 0.11 (Debian 12's) does not tell a handler that its client disconnected (later
 // versions have Request::is_connection_closed), nor which socket the request came on. A TCP
 // connection is named by its two ends, though: the handler knows the peer's address and port
-// and the local port, and the one socket of this process with those ends is found by asking each
-// open descriptor (/proc/self/fd) for its peer and local names. The handler then polls it
+// and the local port. The kernel's table of connections (/proc/net/tcp, tcp6) gives the socket
+// inode of the connection with those ends, and the descriptor of this process whose link
+// (/proc/self/fd/N) reads "socket:[inode]" is its socket. Nothing is asked of any descriptor
+// but that one (other threads close theirs meanwhile: asking each descriptor for its names, as
+// an earlier version did, raced with those closes). The handler then polls it
 // without reading: a peer that closed its end shows as POLLRDHUP/POLLHUP, or as readable with
 // nothing to read (a MSG_PEEK of 0 bytes). Bytes of a pipelined next request are left in place.
 #pragma once

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -28,6 +29,15 @@ namespace {
 
 const char* kHost = "127.0.0.1";
 
+// How long a test waits for the server: `seconds`, times 10 under ThreadSanitizer and 3 under
+// AddressSanitizer (scripts/sanitize.sh sets GPT2_TEST_SANITIZER), where the server runs that
+// much slower. Only waits are scaled, never a timeout the server is told to keep.
+int patience(int seconds) {
+  const char* sanitizer = std::getenv("GPT2_TEST_SANITIZER");
+  const std::string name = sanitizer ? sanitizer : "";
+  return seconds * (name == "thread" ? 10 : name == "address" ? 3 : 1);
+}
+
 struct Reply {
   int status = 0;
   json body;
@@ -37,7 +47,7 @@ struct Reply {
 Reply request(int port, const std::string& method, const std::string& path, const std::string& body = "",
               const std::vector<std::string>& headers = {}) {
   Reply r;
-  r.raw = gpt2::server::http_request(kHost, port, method, path, body, headers, 60);
+  r.raw = gpt2::server::http_request(kHost, port, method, path, body, headers, patience(60));
   r.status = r.raw.status;
   r.body = json::parse(r.raw.body, nullptr, false);
   return r;
@@ -70,7 +80,7 @@ std::mutex g_catch_mutex;
 
 Streamed stream(int port, json body) {
   body["stream"] = true;
-  HttpConnection conn(kHost, port, 60);
+  HttpConnection conn(kHost, port, patience(60));
   conn.send("POST", "/v1/completions", body.dump(), {"Connection: close"});
   Streamed s;
   const HttpResponse head = conn.read_head();
@@ -109,7 +119,7 @@ Streamed stream(int port, json body) {
 
 // A value of /metrics: the line that starts with `series` (name and labels, as printed).
 double metric(int port, const std::string& series, const std::vector<std::string>& headers = {}) {
-  const HttpResponse r = gpt2::server::http_request(kHost, port, "GET", "/metrics", "", headers, 30);
+  const HttpResponse r = gpt2::server::http_request(kHost, port, "GET", "/metrics", "", headers, patience(30));
   REQUIRE(r.status == 200);
   std::istringstream in(r.body);
   std::string line;
@@ -120,10 +130,10 @@ double metric(int port, const std::string& series, const std::vector<std::string
   return 0;
 }
 
-// Polls `done` every 20 ms for at most `seconds`.
+// Polls `done` every 20 ms for at most `seconds` (times patience(1)).
 template <typename F>
 bool eventually(F done, double seconds = 20) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds * patience(1));
   while (std::chrono::steady_clock::now() < deadline) {
     if (done()) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -391,7 +401,7 @@ TEST_CASE("serve: every error is OpenAI's error object, and the server keeps ser
 
   // 400 from a request that is not HTTP.
   {
-    HttpConnection conn(kHost, port, 10);
+    HttpConnection conn(kHost, port, patience(10));
     conn.send_raw("this is not HTTP\r\n\r\n");
     const HttpResponse r = conn.read_response();
     CHECK(r.status == 400);
@@ -401,7 +411,7 @@ TEST_CASE("serve: every error is OpenAI's error object, and the server keeps ser
 
   // A client that stalls in the middle of its request is let go after --timeout.
   {
-    HttpConnection conn(kHost, port, 15);
+    HttpConnection conn(kHost, port, patience(15));
     conn.send_raw("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"prompt\"");
     const auto start = std::chrono::steady_clock::now();
     bool closed = false;
@@ -465,7 +475,7 @@ TEST_CASE("serve: a client that disconnects has its sequences cancelled and its 
     {
       json body = long_request;
       body["stream"] = true;
-      HttpConnection conn(kHost, port, 30);
+      HttpConnection conn(kHost, port, patience(30));
       conn.send("POST", "/v1/completions", body.dump());
       REQUIRE(conn.read_head().status == 200);
       SseReader events(conn);
@@ -475,7 +485,7 @@ TEST_CASE("serve: a client that disconnects has its sequences cancelled and its 
     }  // the connection closes here
   }
   SECTION("while waiting for a whole response") {
-    HttpConnection conn(kHost, port, 30);
+    HttpConnection conn(kHost, port, patience(30));
     conn.send("POST", "/v1/completions", long_request.dump());
     REQUIRE(eventually([&] { return metric(port, "gpt2_slots_busy") == 2; }, 20));
     conn.close();
@@ -529,7 +539,7 @@ TEST_CASE("serve: /health is 503 while the model loads, then 200; SIGINT mid-str
   }
   server.wait_healthy();
   // A stream that is still running when SIGINT comes: the server cancels it and exits 0.
-  HttpConnection conn(kHost, server.port(), 30);
+  HttpConnection conn(kHost, server.port(), patience(30));
   conn.send("POST", "/v1/completions",
             json{{"prompt", "x"}, {"max_tokens", 500}, {"ignore_eos", true}, {"stream", true}}.dump());
   REQUIRE(conn.read_head().status == 200);
@@ -537,7 +547,7 @@ TEST_CASE("serve: /health is 503 while the model loads, then 200; SIGINT mid-str
   std::string data;
   REQUIRE(events.next(data));
   const auto start = std::chrono::steady_clock::now();
-  CHECK(server.stop(SIGINT, 30) == 0);
+  CHECK(server.stop(SIGINT, patience(30)) == 0);
   CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 15);
 }
 
@@ -546,7 +556,7 @@ TEST_CASE("serve: a client that stops reading a stream is dropped after --timeou
   const int port = server.port();
   // About 3 MB of events that nobody reads, into a 4 KiB receive window: once the socket buffers
   // are full, the server's write waits --timeout and gives up, cancelling the rest.
-  HttpConnection conn(kHost, port, 30, 4096);
+  HttpConnection conn(kHost, port, patience(30), 4096);
   conn.send("POST", "/v1/completions",
             json{{"prompt", "Go"}, {"max_tokens", 250}, {"n", 64}, {"ignore_eos", true}, {"temperature", 0},
                  {"stream", true}}
