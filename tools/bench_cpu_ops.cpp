@@ -2,7 +2,7 @@
 //   model/prefill128/<dtype>: one forward of 128 prompt tokens (logits of the last token)
 //   model/decode128/<dtype>:  128 single-token steps from an empty cache (as llama-bench tg128)
 //   linear/<N>x<I>-><O>/<dtype>: one linear op (GEMV at N = 1, GEMM at N = 128)
-// counters: tok/s (model) or GFLOP/s and weight GB/s (linear).
+// counters: tok/s (model) or GFLOP/s and weight GB/s (linear: packed bytes, int scales included).
 // Threads: GPT2_BENCH_THREADS (default 2). Kernel ISA: GPT2_BENCH_ISA=generic|avx2|avx512 (a limit,
 // as --cpu-isa; default: the best this CPU runs).
 // Example: build-cpu/bench_cpu_ops --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -113,7 +113,8 @@ void linear(benchmark::State& state, DType dtype, int64_t N, int64_t I, int64_t 
   ThreadPool pool(std::max(1, bench_threads()));
   HostModel host = random_model(cfg, 1, pool);
   auto be = make_cpu_backend(options(dtype));
-  be->reserve_weights(be->upload_bytes(O, I, WeightUse::matrix));
+  const size_t weight_bytes = be->upload_bytes(O, I, WeightUse::matrix);  // packed, with int scales
+  be->reserve_weights(weight_bytes);
   Tensor w = be->upload(host.weights.wte, WeightUse::matrix);  // [O, I]
   Tensor in = be->alloc(N, I), out = be->alloc(N, O);
   std::mt19937 rng(1);
@@ -123,7 +124,7 @@ void linear(benchmark::State& state, DType dtype, int64_t N, int64_t I, int64_t 
   const double per = static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * N * I * O * per, benchmark::Counter::kIsRate);
   state.counters["wGB/s"] =
-      benchmark::Counter(1e-9 * I * O * dtype_size(dtype) * per, benchmark::Counter::kIsRate);
+      benchmark::Counter(1e-9 * static_cast<double>(weight_bytes) * per, benchmark::Counter::kIsRate);
   state.SetLabel(be->describe());
 }
 
@@ -131,7 +132,8 @@ void linear(benchmark::State& state, DType dtype, int64_t N, int64_t I, int64_t 
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
-  const std::pair<DType, const char*> dtypes[] = {{DType::f32, "fp32"}, {DType::bf16, "bf16"}, {DType::i8, "int8"}};
+  const std::pair<DType, const char*> dtypes[] = {{DType::f32, "fp32"}, {DType::bf16, "bf16"}, {DType::i8, "int8"},
+                                                   {DType::i4, "int4"}};
   for (auto [dt, name] : dtypes) {
     benchmark::RegisterBenchmark((std::string("model/prefill128/") + name).c_str(), prefill, dt)
         ->Unit(benchmark::kMillisecond)

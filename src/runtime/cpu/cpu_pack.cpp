@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "common/error.h"
 #include "runtime/cpu/cpu_kernels.h"
 
@@ -312,8 +316,15 @@ QuantizedRows quantize_rows(const float* in, int64_t ldi, int64_t n_rows, int64_
       const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
       int32_t sum = 0;
       for (int64_t k = k0; k < k1; ++k) {
-        const float v = std::max(-32767.0f, std::min(32767.0f, std::nearbyint(x[k] * inv)));
-        xq[k] = static_cast<int16_t>(v);
+        // Clamped, then rounded to the nearest integer, ties to even (the bounds are integers, so
+        // this equals rounding first; a NaN clamps to 32767). On x86 one cvtss2si in the default
+        // rounding mode rather than a libm call per element.
+        const float c = std::max(-32767.0f, std::min(32767.0f, x[k] * inv));
+#if defined(__SSE2__)
+        xq[k] = static_cast<int16_t>(_mm_cvtss_si32(_mm_set_ss(c)));
+#else
+        xq[k] = static_cast<int16_t>(std::nearbyint(c));
+#endif
         sum += xq[k];
       }
       buffer.sx[static_cast<size_t>(n * n_groups + g)] = amax / 32767.0f;
