@@ -10,6 +10,7 @@
 // scale_attn_by_inverse_layer_idx false, add_cross_attention false, model_type "gpt2".
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -86,7 +87,7 @@ Config Config::from_json(std::string_view text, const std::string& path) {
   if (auto it = j.find("layer_norm_epsilon"); it != j.end() && !it->is_null()) {
     if (!it->is_number()) throw Error(path + ": \"layer_norm_epsilon\" must be a number, got " + it->dump());
     const double eps = it->get<double>();
-    if (!(eps > 0.0) || !std::isfinite(eps) || eps > 1.0)
+    if (!valid_layer_norm_epsilon(eps))
       throw Error(path + ": \"layer_norm_epsilon\" must be a small positive number, got " + it->dump());
     c.layer_norm_epsilon = static_cast<float>(eps);
   }
@@ -118,6 +119,10 @@ Config Config::from_json(std::string_view text, const std::string& path) {
     throw Error(path + ": n_embd " + std::to_string(c.n_embd) + " is not divisible by n_head " +
                 std::to_string(c.n_head));
   return c;
+}
+
+bool valid_layer_norm_epsilon(double eps) {
+  return eps > 0.0 && eps <= 1.0 && static_cast<float>(eps) >= std::numeric_limits<float>::min();
 }
 
 }  // namespace gpt2

@@ -27,4 +27,9 @@ struct Config {
   static Config preset(const std::string& name);
 };
 
+// Whether `eps` can be layer_norm_epsilon: in (0, 1], and still a positive normal float (at least
+// 1.2e-38) once stored as the float the kernels add to the variance (1e-50 would become 0, and a
+// constant row would then divide by zero). config.json and GGUF files are both checked with it.
+bool valid_layer_norm_epsilon(double eps);
+
 }  // namespace gpt2

@@ -90,8 +90,9 @@ Config config_of(const GgufFile& f) {
   }
   if (f.value("gpt2.attention.layer_norm_epsilon")) {
     const double eps = f.get_float("gpt2.attention.layer_norm_epsilon");
-    if (!(eps > 0.0) || !(eps <= 1.0))
-      throw Error(f.path() + ": key 'gpt2.attention.layer_norm_epsilon' must be a small positive number");
+    if (!valid_layer_norm_epsilon(eps))
+      throw Error(f.path() + ": key 'gpt2.attention.layer_norm_epsilon' must be a small positive number, got " +
+                  std::to_string(eps));
     c.layer_norm_epsilon = static_cast<float>(eps);
   }
   if (c.n_embd % c.n_head != 0)

@@ -48,6 +48,10 @@ struct GgufBuilder {
     key(k, 6);
     kv.append(reinterpret_cast<const char*>(&v), 4);
   }
+  void add_f64(const std::string& k, double v) {
+    key(k, 12);
+    kv.append(reinterpret_cast<const char*>(&v), 8);
+  }
   void add_str(const std::string& k, const std::string& v) { key(k, 8), put_str(kv, v); }
   void add_strs(const std::string& k, const std::vector<std::string>& v) {
     key(k, 9);
@@ -59,14 +63,15 @@ struct GgufBuilder {
     tensors.push_back(Info{name, std::move(ne), type, std::move(data)});
   }
   // A GPT-2 of the given sizes: the gpt2.* keys only (tensors are added by the caller).
-  void gpt2_keys(int n_layer, int n_embd, int n_head, int n_ctx) {
+  // (f32_epsilon false: the caller adds gpt2.attention.layer_norm_epsilon.)
+  void gpt2_keys(int n_layer, int n_embd, int n_head, int n_ctx, bool f32_epsilon = true) {
     add_str("general.architecture", "gpt2");
     add_u32("gpt2.block_count", static_cast<uint32_t>(n_layer));
     add_u32("gpt2.context_length", static_cast<uint32_t>(n_ctx));
     add_u32("gpt2.embedding_length", static_cast<uint32_t>(n_embd));
     add_u32("gpt2.feed_forward_length", static_cast<uint32_t>(4 * n_embd));
     add_u32("gpt2.attention.head_count", static_cast<uint32_t>(n_head));
-    add_f32("gpt2.attention.layer_norm_epsilon", 1e-5f);
+    if (f32_epsilon) add_f32("gpt2.attention.layer_norm_epsilon", 1e-5f);
   }
 
   std::string bytes() const {

@@ -38,11 +38,13 @@ std::string load_error(const std::string& bytes, const std::string& name = "m.gg
   }
 }
 
-// A minimal valid GGUF GPT-2 (one layer, n_embd 32, vocab 8, 4 positions), to break one field at a time.
-test::GgufBuilder tiny_gguf() {
+// A minimal valid GGUF GPT-2 (one layer, n_embd 32, vocab 8, 4 positions), to break one field at a
+// time; epsilon_f64 > 0 writes layer_norm_epsilon as a FLOAT64 of that value.
+test::GgufBuilder tiny_gguf(double epsilon_f64 = 0) {
   const uint64_t C = 32, V = 8, T = 4;
   test::GgufBuilder g;
-  g.gpt2_keys(1, static_cast<int>(C), 2, static_cast<int>(T));
+  g.gpt2_keys(1, static_cast<int>(C), 2, static_cast<int>(T), epsilon_f64 == 0);
+  if (epsilon_f64 > 0) g.add_f64("gpt2.attention.layer_norm_epsilon", epsilon_f64);
   auto f32 = [](uint64_t n) { return test::f32_bytes(std::vector<float>(n, 0.125f)); };
   g.add_tensor("token_embd.weight", {C, V}, 0, f32(C * V));
   g.add_tensor("position_embd.weight", {C, T}, 0, f32(C * T));
@@ -225,6 +227,10 @@ TEST_CASE("GGUF: every malformed header is named") {
     test::GgufBuilder lost = tiny_gguf();
     lost.tensors.erase(lost.tensors.begin() + 5);
     expect(lost.bytes(), {"is missing"});
+    // A FLOAT64 epsilon is read as it is written; one that is positive but 0 as a float (the hole
+    // fuzz_config found in config.json) is refused, one that a float holds is taken.
+    expect(tiny_gguf(1e-50).bytes(), {"layer_norm_epsilon", "small positive"});
+    CHECK(load_error(tiny_gguf(1e-6).bytes()).empty());
   }
   // Found while writing tests/fuzz/fuzz_gguf (corpus/fuzz_gguf/block-count-2e24): a block_count of millions
   // over one block's tensors built the per-layer tables (gigabytes, minutes) before any tensor

@@ -75,6 +75,7 @@ TEST_CASE("config.json: fields, defaults and rejected values") {
       R"({"activation_function": "relu"})",       // other activation
       R"({"n_inner": 1000})",                     // non-standard MLP width
       R"({"layer_norm_epsilon": -1})",            // nonsense epsilon
+      R"({"layer_norm_epsilon": 1e-50})",         // positive, but 0 as a float (fuzz_config found it)
       R"({"model_type": "llama"})",               // other architecture
       R"({"scale_attn_by_inverse_layer_idx": true})",
       R"([1, 2])",                                // not an object
