@@ -169,7 +169,7 @@ trap 'status=130; exit' INT TERM
 PREFIX_ARGS=()
 [[ -d "$DEPS" ]] && PREFIX_ARGS=(-DCMAKE_PREFIX_PATH="$DEPS")
 phase configure 90 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA=ON \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DGPT2_NATIVE=ON "${PREFIX_ARGS[@]}" || {
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DGPT2_NATIVE=ON -DGPT2_SERVER=OFF "${PREFIX_ARGS[@]}" || {
   status=1
   tail -30 "$LOG/configure.log"
   echo "HINT: a missing CLI11/nlohmann_json/Catch2 package: run scripts/gpu-check.sh --bundle-deps where they are installed and carry build-gpu-deps"

@@ -4,6 +4,21 @@
 // "listening on http://HOST:PORT" printed on stderr (GET /health answers 503 "loading model"),
 // the weights loaded, the engine started (/health 200), then requests are served until SIGINT
 // or SIGTERM: the server stops accepting, cancels what is queued or running, and exits 0.
+#include "cli/commands.h"
+
+#ifndef GPT2_SERVER
+#include "common/error.h"
+
+// Built with -DGPT2_SERVER=OFF (no cpp-httplib on the build machine, e.g. the lent GPU machine):
+// `gpt2 serve` still parses, and says why it cannot run.
+void gpt2::cli::add_serve_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("serve", "an OpenAI-compatible completion server (absent from this build)");
+  cmd->allow_extras();
+  cmd->callback([] {
+    throw gpt2::Error("this gpt2 was built without the server (-DGPT2_SERVER=OFF): install libcpp-httplib-dev and rebuild");
+  });
+}
+#else
 #include <pthread.h>
 #include <signal.h>
 
@@ -15,7 +30,6 @@
 #include <string>
 #include <thread>
 
-#include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
 #include "common/memory.h"
@@ -161,3 +175,5 @@ void add_serve_command(CLI::App& app) {
 }
 
 }  // namespace gpt2::cli
+
+#endif  // GPT2_SERVER

@@ -44,6 +44,18 @@
 
 namespace gpt2::test {
 
+// The smallest model the CUDA kernels serve: 2 layers, 2 heads of 64 (their one head size),
+// 128 positions, a vocabulary of 500.
+inline Config head64_config() {
+  Config config;
+  config.n_vocab = 500;
+  config.n_ctx = 128;
+  config.n_embd = 128;
+  config.n_head = 2;
+  config.n_layer = 2;
+  return config;
+}
+
 // Seeded random weights with GPT-2's shapes (model/weights.h), on a pool of the machine's cores
 // (the values do not depend on the thread count).
 inline HostModel random_host(const Config& config, uint64_t seed) {

@@ -266,13 +266,7 @@ TEST_CASE("CUDA prefill equals token-by-token decoding", "[cuda][model][attentio
 
 // Tiny model, every path, few launches: the case compute-sanitizer (memcheck, racecheck) runs.
 TEST_CASE("tiny model under the sanitizer matches the CPU backend", "[cuda][sanitize]") {
-  Config config;
-  config.n_vocab = 500;
-  config.n_ctx = 128;
-  config.n_embd = 128;
-  config.n_head = 2;
-  config.n_layer = 2;
-  const HostModel base = random_host(config, 55);
+  const HostModel base = random_host(head64_config(), 55);
   const RunLimits limits{3 * 65, 3, 3 * 65};
   for (DType dtype : {DType::f32, DType::bf16}) {
     Models ms = make_models(base, dtype, limits, 3);

@@ -2,10 +2,12 @@
 // over HTTP. Each test starts its own server and kills it at the end (ServerProcess).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -551,19 +553,38 @@ TEST_CASE("serve: /health is 503 while the model loads, then 200; SIGINT mid-str
   CHECK(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < 15);
 }
 
+// The most a TCP socket's send buffer grows to: Linux autotunes it up to tcp_wmem's third field
+// (4 MiB by default; machines differ).
+namespace {
+int64_t max_send_buffer() {
+  std::ifstream f("/proc/sys/net/ipv4/tcp_wmem");
+  int64_t low = 0, initial = 0, most = 0;
+  if (f >> low >> initial >> most && most > 0) return most;
+  return int64_t{4} << 20;
+}
+}  // namespace
+
 TEST_CASE("serve: a client that stops reading a stream is dropped after --timeout, freeing its slots") {
-  ServerProcess server({"--parallel", "2", "--queue", "64", "--timeout", "1"});
+  // Events that nobody reads, into a 4 KiB receive window: once the socket buffers are full, the
+  // server's write waits --timeout and gives up, cancelling the rest. The events must be well
+  // past what the server's send buffer can take (autotuned, up to max_send_buffer()): about 190
+  // bytes per token, 250 tokens per choice, so 3x that buffer in choices of 128 per prompt.
+  const int64_t choices = std::clamp<int64_t>(3 * max_send_buffer() / (190 * 250) + 1, 64, 1024);
+  const int64_t n = std::min<int64_t>(choices, 128), n_prompts = (choices + n - 1) / n;
+  ServerProcess server({"--parallel", "2", "--queue", std::to_string(n * n_prompts), "--timeout", "1"});
   const int port = server.port();
-  // About 3 MB of events that nobody reads, into a 4 KiB receive window: once the socket buffers
-  // are full, the server's write waits --timeout and gives up, cancelling the rest.
   HttpConnection conn(kHost, port, patience(30), 4096);
   conn.send("POST", "/v1/completions",
-            json{{"prompt", "Go"}, {"max_tokens", 250}, {"n", 64}, {"ignore_eos", true}, {"temperature", 0},
+            json{{"prompt", std::vector<std::string>(static_cast<size_t>(n_prompts), "Go")},
+                 {"max_tokens", 250},
+                 {"n", n},
+                 {"ignore_eos", true},
+                 {"temperature", 0},
                  {"stream", true}}
                 .dump());
   CHECK(eventually([&] { return metric(port, "gpt2_completions_total{finish_reason=\"cancelled\"}") >= 1; }, 120));
   CHECK(eventually([&] { return metric(port, "gpt2_slots_busy") == 0 && metric(port, "gpt2_queue_length") == 0; }, 30));
-  CHECK(metric(port, "gpt2_generated_tokens_total") < 64 * 250);
+  CHECK(metric(port, "gpt2_generated_tokens_total") < static_cast<double>(n * n_prompts * 250));
   expect_good_request(port);  // while the stalled client still holds its connection
   CHECK(server.stop() == 0);
 }

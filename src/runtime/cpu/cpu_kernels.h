@@ -32,9 +32,9 @@
 // throughput per weight).
 //
 // Kernels exist once in source (kernels.inc, GCC vector extensions; the integer kernels with
-// AVX2 intrinsics) and are compiled three times with different target ISAs (generic
-// x86-64/SSE2, AVX2+FMA, AVX-512); the table is chosen at run time from the CPU's features, so
-// one binary runs on any x86-64.
+// AVX2 intrinsics, and AVX-512 ones that take a whole 32-byte block per zmm) and are compiled
+// three times with different target ISAs (generic x86-64/SSE2, AVX2+FMA, AVX-512); the table
+// is chosen at run time from the CPU's features, so one binary runs on any x86-64.
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,8 @@
 // The CPU kernels for AVX-512 (F, BW, VL, DQ): kernels.inc compiled with that target (GCC only;
 // other compilers get the generic kernels). Tile: 8 rows x 3 panels = 24 zmm accumulators,
 // 3 weight vectors and a broadcast in the 32 zmm registers; per k, 8 broadcasts + 3 loads feed
-// 24 FMAs. The int8/int4 kernels are AVX2's (256-bit madd) compiled for this target: they get
-// the 32 registers but not yet 512-bit vectors (to be tuned on an AVX-512 machine).
+// 24 FMAs. int8/int4: a block of 16 outputs x 2 k (int8) or 4 k (int4) is one zmm of 16-bit
+// weights per madd (kernels.inc); a single row runs 1 x 3 panels, many rows 4 x 1.
 //
 // Every standard header is included before the target pragma, so no inline library function
 // is compiled for AVX-512 and merged into code that runs on older CPUs.
