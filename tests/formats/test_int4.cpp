@@ -100,7 +100,9 @@ TEST_CASE("integer kernels: the exact integer dot products, the same bits on eve
   for (cpu::Isa isa : {cpu::Isa::generic, cpu::Isa::avx2, cpu::Isa::avx512})
     if (const cpu::KernelTable* k = cpu::kernels_for(isa)) isas.push_back(k);
   for (DType dt : {DType::i4, DType::i8}) {
-    for (auto [O, I] : {std::pair<int64_t, int64_t>{17, 40}, {64, 96}, {33, 256}, {5, 4}}) {
+    // 200 outputs: 13 panels, two single-row tiles of 6 (AVX-512) and a lone panel; I = 72: a
+    // partial last group.
+    for (auto [O, I] : {std::pair<int64_t, int64_t>{17, 40}, {64, 96}, {33, 256}, {5, 4}, {200, 72}}) {
       const int32_t group = dt == DType::i4 ? 32 : 64;
       std::vector<float> w = random_vector(static_cast<size_t>(O * I), 11 + O);
       std::vector<float> bias = random_vector(static_cast<size_t>(O), 12 + O, 0.1f);

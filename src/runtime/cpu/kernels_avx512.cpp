@@ -2,7 +2,7 @@
 // other compilers get the generic kernels). Tile: 8 rows x 3 panels = 24 zmm accumulators,
 // 3 weight vectors and a broadcast in the 32 zmm registers; per k, 8 broadcasts + 3 loads feed
 // 24 FMAs. int8/int4: a block of 16 outputs x 2 k (int8) or 4 k (int4) is one zmm of 16-bit
-// weights per madd (kernels.inc); a single row runs 1 x 3 panels, many rows 4 x 1.
+// weights per madd (kernels.inc); a single row runs 1 x 6 panels, many rows 4 x 1.
 //
 // Every standard header is included before the target pragma, so no inline library function
 // is compiled for AVX-512 and merged into code that runs on older CPUs.
